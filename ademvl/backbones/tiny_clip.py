@@ -1,0 +1,510 @@
+"""A tiny CLIP vision tower for the easy-VQA demo, pretrained on TRAIN images only.
+
+Data: the ``easy-vqa`` package (``pip install --no-deps easy-vqa``) ships 64x64
+RGB images, each showing one shape (circle/rectangle/triangle) in one of eight
+colours. We only ever read ``data/train`` here; test images are never touched.
+
+Labels. easy-vqa has no label file, so each train image's (shape, colour) is
+recovered from its *train* questions by constraint propagation
+(:func:`derive_labels`):
+
+* an answer that is a shape word ("what shape is in the image?" -> "circle")
+  fixes the shape; a colour-word answer fixes the colour;
+* a "what colour is the <shape>?" question names the true shape and a
+  "what is the <colour> shape?" question names the true colour;
+* a yes/no question mentioning exactly one shape or colour word is true iff
+  (answer == "yes") XOR (the question is negated: " not " / "is no ...");
+  true -> that value is the image's attribute, false -> that value is ruled out.
+
+An image gets a label only if exactly one value of each attribute survives all
+of its constraints and none contradict; unlabelled images are skipped (for the
+4,000 easy-vqa train images every image is resolved uniquely).
+
+Pretext. A ``CLIPModel`` (vision: 64 px, patch 8 -> 8x8 grid + [cls]; tiny
+word-level text tower) is trained contrastively against the caption
+"a <colour> <shape>". Because only 24 distinct captions exist, in-batch CLIP
+negatives would mostly be false negatives (two "a red circle" images in one
+batch), so the image->text InfoNCE uses the full set of 24 caption embeddings
+(computed by the text tower at every step) as candidates, and the text->image
+direction is the usual in-batch InfoNCE restricted to distinct captions. A small
+auxiliary linear head on the *mean patch token* (shape + colour cross-entropy)
+keeps the patch features, which ADEM-VL consumes, linearly informative too.
+A fixed hold-out of train images (``recipe.holdout``) is never used for
+pretraining; :func:`probe_tower` fits/evaluates linear probes on it.
+
+Output: only the vision half is saved, as a ``CLIPVisionModel`` together with a
+``CLIPImageProcessor`` (PIL backend, size 64, crop 64), atomically, in
+``$ADEMVL_CACHE/easyvqa-clip-64`` (or ``~/.cache/ademvl/easyvqa-clip-64``).
+Load it with ``CLIPVisionModel.from_pretrained(path)`` and
+``AutoImageProcessor.from_pretrained(path, backend="pil")``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import re
+import site
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._cache import build_atomically, read_recipe, resolve_cache_dir
+
+DEFAULT_CACHE_NAME = "easyvqa-clip-64"
+INSTALL_HINT = "pip install --no-deps easy-vqa"
+FORMAT_VERSION = 1
+
+SHAPES = ("circle", "rectangle", "triangle")
+COLORS = ("red", "green", "blue", "black", "gray", "teal", "yellow", "brown")
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class BackboneNotAvailableError(FileNotFoundError):
+    """A bundled backbone artefact is not installed."""
+
+
+@dataclass(frozen=True)
+class TinyClipRecipe:
+    """Everything that determines the built tower (stored next to it as JSON)."""
+    image_size: int = 64
+    patch_size: int = 8
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    text_hidden_size: int = 64
+    text_layers: int = 2
+    projection_dim: int = 64
+    epochs: float = 3.0          # passes over the pretraining images
+    max_steps: int | None = None  # overrides epochs when set
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_frac: float = 0.1
+    aux_patch_weight: float = 0.5
+    n_images: int | None = None  # use the first n train images (None: all)
+    holdout: int = 1000          # train images never used for pretraining
+    num_threads: int = 2
+
+
+# ----------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------
+
+def easy_vqa_data_dir() -> Path:
+    """``<site-packages>/easy_vqa/data`` without importing easy_vqa."""
+    dirs: list[Path] = []
+    try:
+        spec = importlib.util.find_spec("easy_vqa")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        dirs.extend(Path(p) for p in spec.submodule_search_locations)
+    roots: list[str] = []
+    try:
+        roots.extend(site.getsitepackages())
+    except AttributeError:
+        pass
+    roots.extend(p for p in sys.path if p)
+    dirs.extend(Path(r) / "easy_vqa" for r in roots)
+    for d in dirs:
+        if (d / "data" / "train" / "questions.json").is_file():
+            return d / "data"
+    raise BackboneNotAvailableError(
+        f"easy-vqa data not found: the 'easy-vqa' package is not installed; run: {INSTALL_HINT}")
+
+
+_NEG = re.compile(r"\bnot\b|^is no\b")
+
+
+PALETTE = {  # exact RGB the easy-vqa generator draws each colour with
+    "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "black": (0, 0, 0),
+    "gray": (128, 128, 128), "teal": (0, 128, 128), "yellow": (255, 255, 0),
+    "brown": (165, 42, 42)}
+
+
+def derive_candidates(questions) -> dict[int, tuple[set, set] | None]:
+    """``{image_id: (possible shapes, possible colours)}`` implied by easy-vqa
+    ``[q, a, id]`` triples (None where the constraints contradict).
+    See the module docstring for the rules."""
+    cand: dict[int, list[set[str]]] = {}
+    bad: set[int] = set()
+    for q, a, img in questions:
+        img = int(img)
+        s_set, c_set = cand.setdefault(img, [set(SHAPES), set(COLORS)])
+        words = re.findall(r"[a-z]+", q.lower())
+        ms = [w for w in words if w in SHAPES]
+        mc = [w for w in words if w in COLORS]
+        a = a.strip().lower()
+        keep_s, keep_c = set(SHAPES), set(COLORS)
+        if a in SHAPES:
+            keep_s = {a}
+            if len(mc) == 1:
+                keep_c = {mc[0]}
+        elif a in COLORS:
+            keep_c = {a}
+            if len(ms) == 1:
+                keep_s = {ms[0]}
+        elif a in ("yes", "no") and len(ms) + len(mc) == 1:
+            truth = (a == "yes") != bool(_NEG.search(q.lower()))
+            if ms:
+                keep_s = {ms[0]} if truth else set(SHAPES) - {ms[0]}
+            else:
+                keep_c = {mc[0]} if truth else set(COLORS) - {mc[0]}
+        else:
+            continue  # uninformative for our rules
+        s_set &= keep_s
+        c_set &= keep_c
+        if not s_set or not c_set:
+            bad.add(img)
+    return {i: (None if i in bad else (s, c)) for i, (s, c) in cand.items()}
+
+
+def derive_labels(questions) -> dict[int, tuple[int, int]]:
+    """``{image_id: (shape_idx, colour_idx)}`` for the images whose questions
+    alone pin down exactly one shape and one colour."""
+    out = {}
+    for img, sc in derive_candidates(questions).items():
+        if sc is not None and len(sc[0]) == 1 and len(sc[1]) == 1:
+            out[img] = (SHAPES.index(next(iter(sc[0]))), COLORS.index(next(iter(sc[1]))))
+    return out
+
+
+def pixel_colour(img_u8) -> int:
+    """Colour index whose exact palette RGB covers most pixels of an image."""
+    import numpy as np
+
+    flat = np.asarray(img_u8, dtype=np.int32).reshape(-1, 3)
+    key = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+    pal = np.array([(r << 16) | (g << 8) | b for r, g, b in (PALETTE[c] for c in COLORS)])
+    return int(np.argmax((key[:, None] == pal[None, :]).sum(0)))
+
+
+def load_train_set(n_images: int | None = None, return_stats: bool = False):
+    """``(ids, images uint8 [N,64,64,3], shape_idx [N], colour_idx [N])`` for the
+    labelled easy-vqa TRAIN images, sorted by id (first ``n_images`` labelled ids).
+
+    Shape comes from the questions only (images with an ambiguous shape are
+    skipped). Colour comes from the questions; where they leave it ambiguous,
+    the dominant exact palette colour of the pixels is used if it is one of the
+    remaining candidates (the pixel rule is checked against every image whose
+    colour the questions fix; ``return_stats`` reports the agreement).
+    """
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    root = easy_vqa_data_dir() / "train"
+    with open(root / "questions.json", encoding="utf-8") as f:
+        cands = derive_candidates(json.load(f))
+    ids = sorted(i for i, sc in cands.items() if sc is not None and len(sc[0]) == 1)
+    shape_of = {i: SHAPES.index(next(iter(cands[i][0]))) for i in ids}
+    keep, colours, imgs = [], [], []
+    stats = {"questions_fix_colour": 0, "pixel_agrees": 0, "colour_from_pixels": 0,
+             "dropped": len(cands) - len(ids)}
+    for i in ids:
+        if n_images is not None and len(keep) >= n_images:
+            break
+        with Image.open(root / "images" / f"{i}.png") as im:
+            im = im.convert("RGB")
+            if im.size != (64, 64):
+                im = im.resize((64, 64), Image.BICUBIC)
+            a = np.asarray(im, dtype=np.uint8)
+        px = pixel_colour(a)
+        cset = cands[i][1]
+        if len(cset) == 1:
+            c = COLORS.index(next(iter(cset)))
+            stats["questions_fix_colour"] += 1
+            stats["pixel_agrees"] += int(px == c)
+        elif COLORS[px] in cset:
+            c = px
+            stats["colour_from_pixels"] += 1
+        else:
+            stats["dropped"] += 1
+            continue
+        keep.append(i)
+        colours.append(c)
+        imgs.append(a)
+    out = (torch.tensor(keep), torch.from_numpy(np.stack(imgs)),
+           torch.tensor([shape_of[i] for i in keep]), torch.tensor(colours))
+    return (*out, stats) if return_stats else out
+
+
+def to_pixel_values(images_u8):
+    """uint8 ``[N,H,W,3]`` -> normalised float ``[N,3,H,W]`` exactly as the saved
+    ``CLIPImageProcessor`` does for 64x64 inputs (rescale + CLIP mean/std)."""
+    import torch
+
+    x = images_u8.permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def split_indices(n: int, holdout: int, seed: int):
+    """Deterministic (pretrain_idx, holdout_idx) split of ``range(n)``."""
+    import torch
+
+    g = torch.Generator().manual_seed(10_000 + seed)
+    perm = torch.randperm(n, generator=g)
+    holdout = min(holdout, n // 2)
+    return perm[holdout:].sort().values, perm[:holdout].sort().values
+
+
+# ----------------------------------------------------------------------------
+# model
+# ----------------------------------------------------------------------------
+
+# word-level caption vocabulary for the tiny text tower
+_VOCAB = ["<pad>", "<bos>", "<eos>", "a", *COLORS, *SHAPES]
+_PAD, _BOS, _EOS = 0, 1, 2
+
+
+def caption_ids():
+    """Token ids ``[24, 5]`` of "a <colour> <shape>" for shape-major class index
+    ``shape * 8 + colour``."""
+    import torch
+
+    rows = []
+    for s in SHAPES:
+        for c in COLORS:
+            rows.append([_BOS, _VOCAB.index("a"), _VOCAB.index(c), _VOCAB.index(s), _EOS])
+    return torch.tensor(rows)
+
+
+def make_clip_config(r: TinyClipRecipe):
+    from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+
+    vision = CLIPVisionConfig(
+        hidden_size=r.hidden_size, intermediate_size=r.intermediate_size,
+        num_hidden_layers=r.num_layers, num_attention_heads=r.num_heads,
+        image_size=r.image_size, patch_size=r.patch_size, num_channels=3,
+        projection_dim=r.projection_dim)
+    text = CLIPTextConfig(
+        vocab_size=len(_VOCAB), hidden_size=r.text_hidden_size,
+        intermediate_size=4 * r.text_hidden_size, num_hidden_layers=r.text_layers,
+        num_attention_heads=2, max_position_embeddings=8, projection_dim=r.projection_dim,
+        pad_token_id=_PAD, bos_token_id=_BOS, eos_token_id=_EOS)
+    return CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                      projection_dim=r.projection_dim)
+
+
+def make_image_processor(r: TinyClipRecipe):
+    try:
+        from transformers import CLIPImageProcessorPil as Proc
+    except ImportError:  # older transformers: the slow class is PIL based
+        from transformers import CLIPImageProcessor as Proc
+    return Proc(size={"shortest_edge": r.image_size},
+                crop_size={"height": r.image_size, "width": r.image_size},
+                image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+
+
+def _num_steps(r: TinyClipRecipe, n_train: int) -> int:
+    if r.max_steps is not None:
+        return int(r.max_steps)
+    return max(1, math.ceil(r.epochs * n_train / r.batch_size))
+
+
+def train_clip(r: TinyClipRecipe, seed: int = 0, progress: bool = True, data=None):
+    """Pretrain the tiny CLIP; returns ``(clip_model, info)``. ``data`` is the
+    output of :func:`load_train_set` (loaded here when None)."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import CLIPModel
+
+    ids, imgs, shape, color = data if data is not None else load_train_set(r.n_images)
+    tr_idx, _ = split_indices(len(ids), r.holdout, seed)
+    x_all = to_pixel_values(imgs[tr_idx])  # preload once: [N,3,64,64]
+    y_shape, y_color = shape[tr_idx], color[tr_idx]
+    y_cls = y_shape * len(COLORS) + y_color
+    n = len(tr_idx)
+    bs = min(r.batch_size, n)
+    steps = _num_steps(r, n)
+
+    torch.manual_seed(seed)
+    model = CLIPModel(make_clip_config(r))
+    aux = torch.nn.Linear(r.hidden_size, len(SHAPES) + len(COLORS))
+    model.train()
+    params = list(model.parameters()) + list(aux.parameters())
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": r.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=r.lr)
+    warm = max(1, int(r.warmup_frac * steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm
+        else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
+    caps = caption_ids()
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=g)
+    pos = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=steps, desc="easy-vqa tiny CLIP", unit="step", file=sys.stderr)
+    t0 = time.perf_counter()
+    last = {}
+    for step in range(steps):
+        if pos + bs > n:
+            order = torch.randperm(n, generator=g)
+            pos = 0
+        b = order[pos:pos + bs]
+        pos += bs
+        out = model.vision_model(pixel_values=x_all[b])
+        img_emb = F.normalize(model.visual_projection(out.pooler_output), dim=-1)
+        txt = model.text_model(input_ids=caps)
+        txt_emb = F.normalize(model.text_projection(txt.pooler_output), dim=-1)
+        scale = model.logit_scale.exp().clamp(max=100.0)
+        logits = scale * img_emb @ txt_emb.t()            # [B, 24]
+        yc = y_cls[b]
+        loss_i2t = F.cross_entropy(logits, yc)
+        # text->image: each caption present in the batch vs all batch images;
+        # images sharing that caption are all positives (multi-positive InfoNCE)
+        present = yc.unique()
+        lt = logits.t()[present]                            # [P, B]
+        pos_mask = (present[:, None] == yc[None, :]).float()
+        loss_t2i = -(torch.log_softmax(lt, dim=-1) * pos_mask).sum(-1).div(pos_mask.sum(-1)).mean()
+        patch = out.last_hidden_state[:, 1:].mean(1)
+        a = aux(patch)
+        loss_aux = F.cross_entropy(a[:, :len(SHAPES)], y_shape[b]) + \
+            F.cross_entropy(a[:, len(SHAPES):], y_color[b])
+        loss = 0.5 * (loss_i2t + loss_t2i) + r.aux_patch_weight * loss_aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            last = {"loss": float(loss), "i2t_acc": float((logits.argmax(-1) == yc).float().mean())}
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['i2t_acc']:.2f}")
+    if bar is not None:
+        bar.close()
+    model.eval()
+    info = {"steps": steps, "n_pretrain_images": n, "train_seconds": time.perf_counter() - t0, **last}
+    return model, info
+
+
+def extract_vision_model(clip):
+    """The vision half of a ``CLIPModel`` as a standalone ``CLIPVisionModel``."""
+    from transformers import CLIPVisionModel
+
+    vm = CLIPVisionModel(clip.config.vision_config)
+    vm.vision_model.load_state_dict(clip.vision_model.state_dict(), strict=True)
+    return vm.eval()
+
+
+def _build(out_dir: Path, r: TinyClipRecipe, seed: int, progress: bool) -> dict:
+    import torch
+    from transformers import CLIPVisionModel
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(r.num_threads)
+    try:
+        data = load_train_set(r.n_images)
+        clip, info = train_clip(r, seed=seed, progress=progress, data=data)
+        vm = extract_vision_model(clip)
+        vm.config._name_or_path = ""
+        vm.save_pretrained(out_dir)
+        make_image_processor(r).save_pretrained(out_dir)
+        # the saved tower must reproduce the in-memory one exactly
+        x = to_pixel_values(data[1][:8])
+        with torch.no_grad():
+            ref = vm(pixel_values=x).last_hidden_state
+            got = CLIPVisionModel.from_pretrained(out_dir).eval()(pixel_values=x).last_hidden_state
+        if not torch.equal(ref, got):
+            raise RuntimeError("tiny CLIP round-trip mismatch after save_pretrained")
+        with open(Path(out_dir) / "ademvl_build_info.json", "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=2)
+        return info
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def recipe_dict(recipe: TinyClipRecipe, seed: int) -> dict:
+    return {"kind": "easyvqa-tiny-clip", "format_version": FORMAT_VERSION, "seed": int(seed),
+            "recipe": dataclasses.asdict(recipe)}
+
+
+def tiny_clip_path(cache_dir: str | os.PathLike | None = None, seed: int = 0,
+                   progress: bool = True, recipe: TinyClipRecipe | None = None) -> Path:
+    """Directory of the easy-VQA tiny CLIP vision tower (``CLIPVisionModel`` +
+    ``CLIPImageProcessor``), built on first use (~1-2 min on 2 CPU cores) and
+    reused while its stored recipe + seed match the requested ones."""
+    recipe = recipe or TinyClipRecipe()
+    target = resolve_cache_dir(cache_dir, DEFAULT_CACHE_NAME)
+    want = recipe_dict(recipe, seed)
+    if target.is_dir() and read_recipe(target) == want:
+        return target
+    easy_vqa_data_dir()  # fail fast with the install hint
+    t0 = time.perf_counter()
+    if progress:
+        print(f"[ademvl] building easy-VQA tiny CLIP tower -> {target}", file=sys.stderr)
+    build_atomically(target, want, lambda tmp: _build(tmp, recipe, seed, progress))
+    if progress:
+        print(f"[ademvl] tiny CLIP ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return target
+
+
+# ----------------------------------------------------------------------------
+# evaluation
+# ----------------------------------------------------------------------------
+
+def _fit_logreg(xtr, ytr, xte, n_cls, l2=1e-3, iters=200):
+    import torch
+
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+    xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
+    lin = torch.nn.Linear(xtr.shape[1], n_cls)
+    opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(lin(xtr), ytr) + l2 * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return lin(xte).argmax(-1)
+
+
+def probe_tower(path, seed: int = 0, recipe: TinyClipRecipe | None = None,
+                n_fit: int | None = None) -> dict:
+    """Linear (logistic-regression) probes on frozen features of the held-out
+    TRAIN images (never used in pretraining): fit on the first half of the
+    hold-out, evaluate on the second half. Returns accuracies per feature."""
+    import torch
+    from transformers import CLIPVisionModel
+
+    recipe = recipe or TinyClipRecipe()
+    ids, imgs, shape, color = load_train_set(recipe.n_images)
+    _, ho = split_indices(len(ids), recipe.holdout, seed)
+    half = n_fit if n_fit is not None else len(ho) // 2
+    fit, ev = ho[:half], ho[half:]
+    vm = CLIPVisionModel.from_pretrained(path).eval()
+    with torch.no_grad():
+        out = vm(pixel_values=to_pixel_values(imgs[ho]), output_hidden_states=True)
+    pos = {int(i): k for k, i in enumerate(ho)}
+    fi = torch.tensor([pos[int(i)] for i in fit])
+    ei = torch.tensor([pos[int(i)] for i in ev])
+    last, penult = out.last_hidden_state, out.hidden_states[-2]
+    feats = {
+        "cls": last[:, 0],
+        "pooler": out.pooler_output,
+        "patch_mean": last[:, 1:].mean(1),
+        "penultimate_cls": penult[:, 0],
+        "penultimate_patch_mean": penult[:, 1:].mean(1),
+    }
+    res = {"n_fit": len(fit), "n_eval": len(ev)}
+    for name, f in feats.items():
+        for lab, y, k in (("shape", shape, len(SHAPES)), ("color", color, len(COLORS))):
+            pred = _fit_logreg(f[fi], y[fit], f[ei], k)
+            res[f"{name}/{lab}"] = float((pred == y[ev]).float().mean())
+    return res

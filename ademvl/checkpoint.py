@@ -1,0 +1,151 @@
+"""Saving and loading only the trainable weights (safetensors) and the config that built them.
+
+Files follow peft's convention: `adapter_model.safetensors` + `adapter_config.json`.
+Writes are atomic (temp file + `os.replace`), so an interrupted save never
+destroys the previous checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+WEIGHTS_NAME = "adapter_model.safetensors"
+CONFIG_NAME = "adapter_config.json"
+FORMAT = "ademvl-adapter"
+
+
+class AdapterError(ValueError):
+    """An adapter directory is missing, corrupt or made for another model; the message says which."""
+
+
+def _llm_signature(model) -> dict:
+    cfg = model.llm.config.get_text_config()
+    return {"model_type": cfg.model_type, "hidden_size": cfg.hidden_size,
+            "num_hidden_layers": cfg.num_hidden_layers, "vocab_size": cfg.vocab_size}
+
+
+def _vision_signature(model) -> dict:
+    cfg = model.vision.config
+    return {"model_type": cfg.model_type, "hidden_size": cfg.hidden_size,
+            "num_hidden_layers": cfg.num_hidden_layers, "image_size": cfg.image_size,
+            "patch_size": cfg.patch_size}
+
+
+def adapter_config(model) -> dict:
+    return {
+        "format": FORMAT,
+        "method": model.config.method,
+        "method_config": dataclasses.asdict(model.method.settings),
+        "llm": _llm_signature(model),
+        "vision": _vision_signature(model),
+        "llm_name_or_path": model.config.llm_name_or_path,
+        "vision_name_or_path": model.config.vision_name_or_path,
+    }
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call `write(tmp_path)` then move the result over `path` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_json(path: Path, data: dict) -> None:
+    def write(tmp):
+        with open(tmp, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+    atomic_write_bytes(path, write)
+
+
+def save_adapter(model, directory: str | os.PathLike) -> Path:
+    directory = Path(directory)
+    state = {name: p.detach().to("cpu").contiguous() for name, p in model.trainable_parameters().items()}
+    atomic_write_bytes(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write_json(directory / CONFIG_NAME, adapter_config(model))
+    return directory
+
+
+def read_adapter_config(directory: str | os.PathLike) -> dict:
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise AdapterError(f"no {CONFIG_NAME} in '{directory}': not an ademvl adapter directory")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise AdapterError(f"adapter config '{path}' is not valid JSON ({error})") from error
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise AdapterError(f"adapter config '{path}' is not an {FORMAT} config")
+    return config
+
+
+def _mismatch(kind: str, saved: dict, current: dict) -> str | None:
+    keys = [k for k in saved if k in current and saved[k] != current[k]]
+    if not keys:
+        return None
+    was = ", ".join(f"{k}={saved[k]}" for k in keys)
+    now = ", ".join(f"{k}={current[k]}" for k in keys)
+    return f"it was trained for a {kind} with {was}; this model's {kind} has {now}"
+
+
+def check_compatible(model, config: dict, directory) -> None:
+    """Refuse an adapter made for another method, LLM size or vision width, naming the mismatch."""
+    if config["method"] != model.config.method:
+        raise AdapterError(
+            f"adapter '{directory}' is for method '{config['method']}'; this model uses '{model.config.method}'"
+        )
+    for kind, saved, current in (
+        ("LLM", config["llm"], _llm_signature(model)),
+        ("vision tower", config["vision"], _vision_signature(model)),
+    ):
+        problem = _mismatch(kind, saved, current)
+        if problem:
+            raise AdapterError(f"adapter '{directory}' does not fit: {problem}")
+    current = json.loads(json.dumps(dataclasses.asdict(model.method.settings)))  # tuples → lists, as saved
+    problem = _mismatch("method", config["method_config"], current)
+    if problem:
+        raise AdapterError(
+            f"adapter '{directory}' settings differ: {problem.replace('method with', 'method with settings')} "
+            "(build the model with VLModel.from_adapter to use the saved settings)"
+        )
+
+
+def load_adapter(model, directory: str | os.PathLike) -> None:
+    """Load saved trainable weights into `model` after checking they were made for it."""
+    config = read_adapter_config(directory)
+    check_compatible(model, config, directory)
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.is_file():
+        raise AdapterError(f"adapter weights '{path}' are missing")
+    try:
+        state = load_file(str(path))
+    except Exception as error:  # safetensors raises its own error types for corrupt files
+        raise AdapterError(f"adapter weights '{path}' are unreadable (corrupt or not safetensors): "
+                           f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+    params = model.trainable_parameters()
+    missing = sorted(set(params) - set(state))
+    unexpected = sorted(set(state) - set(params))
+    if missing or unexpected:
+        raise AdapterError(
+            f"adapter weights '{path}' do not match this model: missing {missing[:3]}{'…' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''}"
+        )
+    for name, tensor in state.items():
+        if tensor.shape != params[name].shape:
+            raise AdapterError(
+                f"adapter weight '{name}' has shape {tuple(tensor.shape)}; this model expects {tuple(params[name].shape)}"
+            )
+    with torch.no_grad():
+        for name, tensor in state.items():
+            params[name].copy_(tensor.to(params[name].device, params[name].dtype))

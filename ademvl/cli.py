@@ -1,0 +1,37 @@
+"""`ademvl` command line: one module per sub-command in `ademvl/commands/`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command name → module in ademvl.commands (each has add_arguments(parser) and run(args))
+COMMANDS = {
+    "params": "Print trainable and frozen parameter counts of a method on named backbones (meta device).",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ademvl", description="ADEM-VL and its baselines on frozen Hugging Face backbones.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"ademvl.commands.{name}")
+        command = sub.add_parser(name, help=help_text, description=module.__doc__,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args._run(args) or 0
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        # Bad input gets one clear line, not a traceback.
+        print(f"ademvl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

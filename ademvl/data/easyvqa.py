@@ -1,0 +1,154 @@
+"""easy-VQA (PyPI ``easy-vqa``): a tiny, offline VQA set for demos and smoke runs.
+
+Data layout (inside the installed package, or ``data_dir`` for tests)::
+
+    data/train/questions.json   [[question, answer, image_id], ...]
+    data/train/images/{image_id}.png          (64×64)
+    data/test/...               same
+    data/answers.txt            13 answers
+
+The package has no validation split: ``"val"`` is carved from train *by
+image* (``val_fraction`` of the train image ids, chosen by a seeded shuffle),
+so no val image is ever seen in training; ``"train"`` is the rest.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import string
+from collections.abc import Iterable, Mapping
+
+from .example import VLExample
+
+__all__ = [
+    "DEFAULT_VQA_PROMPT",
+    "easyvqa_data_dir",
+    "load_easyvqa",
+    "question_type",
+    "normalize_answer",
+    "score_exact_match",
+]
+
+DEFAULT_VQA_PROMPT = "Question: {question}\nAnswer:"
+COLORS = frozenset({"red", "green", "blue", "black", "gray", "grey", "teal", "brown", "yellow"})
+SHAPES = frozenset({"circle", "rectangle", "triangle"})
+_SPLITS = ("train", "val", "test")
+
+
+def easyvqa_data_dir() -> str:
+    """The ``data`` folder of the installed ``easy_vqa`` package."""
+    spec = importlib.util.find_spec("easy_vqa")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("easy-VQA data not found: pip install easy-vqa --no-deps (or pass data_dir=)")
+    return os.path.join(list(spec.submodule_search_locations)[0], "data")
+
+
+def question_type(question: str, answer: str) -> str:
+    """``"yes/no"``, ``"color"`` or ``"shape"`` from the answer (``"other"`` if none fits)."""
+    a = answer.strip().lower()
+    if a in ("yes", "no"):
+        return "yes/no"
+    if a in COLORS:
+        return "color"
+    if a in SHAPES:
+        return "shape"
+    return "other"
+
+
+def _read_questions(data_dir: str, part: str) -> list:
+    path = os.path.join(data_dir, part, "questions.json")
+    with open(path, encoding="utf-8") as f:
+        qs = json.load(f)
+    for i, q in enumerate(qs):
+        if not (isinstance(q, list) and len(q) == 3 and isinstance(q[0], str) and isinstance(q[1], str)):
+            raise ValueError(f"{path}: entry #{i} is not [question, answer, image_id]")
+    return qs
+
+
+def _val_images(image_ids: Iterable, val_fraction: float, seed: int) -> set:
+    ids = sorted(set(image_ids))
+    random.Random(seed).shuffle(ids)
+    n_val = int(round(val_fraction * len(ids)))
+    return set(ids[:n_val])
+
+
+def load_easyvqa(
+    split: str,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    limit: int | None = None,
+    data_dir=None,
+    prompt: str = DEFAULT_VQA_PROMPT,
+) -> list[VLExample]:
+    """Load easy-VQA ``split`` ∈ {train, val, test} as :class:`VLExample` records.
+
+    Ids are ``"train_{i}"`` / ``"test_{i}"`` with ``i`` the row in the source
+    file (val records keep their ``train_`` id). ``limit`` keeps the first
+    ``limit`` records in file order. ``meta``: qtype, image_id, question.
+    """
+    if split not in _SPLITS:
+        raise ValueError(f"unknown easy-VQA split {split!r}; valid: {', '.join(_SPLITS)}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    data_dir = easyvqa_data_dir() if data_dir is None else os.fspath(data_dir)
+    part = "test" if split == "test" else "train"
+    qs = _read_questions(data_dir, part)
+    keep = None
+    if split != "test":
+        val = _val_images((q[2] for q in qs), val_fraction, seed)
+        keep = (lambda iid: iid in val) if split == "val" else (lambda iid: iid not in val)
+    img_dir = os.path.join(data_dir, part, "images")
+    out: list[VLExample] = []
+    for i, (q, a, iid) in enumerate(qs):
+        if keep is not None and not keep(iid):
+            continue
+        if limit is not None and len(out) >= limit:
+            break
+        out.append(
+            VLExample(
+                id=f"{part}_{i}",
+                prompt=prompt.format(question=q),
+                answer=a,
+                image=os.path.join(img_dir, f"{iid}.png"),
+                meta={"qtype": question_type(q, a), "image_id": iid, "question": q},
+            )
+        )
+    return out
+
+
+_PUNCT = string.punctuation
+
+
+def normalize_answer(text: str | None) -> str:
+    """Lower-case, strip, keep the first word, strip punctuation around it.
+
+    ``" Circle."`` → ``"circle"``; ``"Yes, it is"`` → ``"yes"``; ``""`` → ``""``.
+    """
+    words = (text or "").strip().lower().split()
+    return words[0].strip(_PUNCT) if words else ""
+
+
+def score_exact_match(preds: Mapping[str, str], examples: Iterable[VLExample]) -> dict:
+    """Exact-match accuracy (percent) of normalised ``preds`` vs each example's answer.
+
+    Returns ``{"overall": %, "by_type": {qtype: %}, "n": count, "n_by_type": {...}}``
+    over ``examples``; a missing prediction counts as wrong.
+    """
+    n = hit = 0
+    t_n: dict[str, int] = {}
+    t_hit: dict[str, int] = {}
+    for ex in examples:
+        qt = ex.meta.get("qtype", "other")
+        ok = normalize_answer(preds.get(ex.id)) == normalize_answer(ex.answer) != ""
+        n += 1
+        hit += ok
+        t_n[qt] = t_n.get(qt, 0) + 1
+        t_hit[qt] = t_hit.get(qt, 0) + ok
+    return {
+        "overall": 100.0 * hit / n if n else 0.0,
+        "by_type": {k: 100.0 * t_hit[k] / t_n[k] for k in sorted(t_n)},
+        "n": n,
+        "n_by_type": dict(sorted(t_n.items())),
+    }

@@ -1,0 +1,92 @@
+"""Image loading with errors that say which file and which record broke.
+
+A corrupt file deep inside a 20-epoch run should fail with one readable line
+(or be skipped and counted), not a bare PIL traceback.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+
+from PIL import Image
+
+from .example import VLExample
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ImageError", "load_image", "check_image", "filter_loadable"]
+
+
+class ImageError(ValueError):
+    """An image file is missing, unreadable or corrupt."""
+
+
+def _where(path, record_id) -> str:
+    return f"{path}" + (f" (record {record_id})" if record_id is not None else "")
+
+
+def load_image(path, record_id=None) -> Image.Image:
+    """Open and fully decode ``path`` as an RGB image.
+
+    Raises :class:`ImageError` naming the file and ``record_id`` when the file
+    is missing or cannot be decoded (truncated, not an image, ...).
+    """
+    if path is None or not os.path.isfile(path):
+        raise ImageError(f"image not found: {_where(path, record_id)}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode == "P" and "transparency" in im.info:
+                im = im.convert("RGBA")
+            return im.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"corrupt image: {_where(path, record_id)}: {msg}") from e
+
+
+def check_image(path, record_id=None, decode: bool = False) -> None:
+    """Raise :class:`ImageError` unless ``path`` is a readable image.
+
+    ``decode=False`` uses PIL's cheap ``verify()`` (header + chunk checksums);
+    ``decode=True`` decodes the pixels, which also catches what verify misses.
+    """
+    if decode:
+        load_image(path, record_id)
+        return
+    if path is None or not os.path.isfile(path):
+        raise ImageError(f"image not found: {_where(path, record_id)}")
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"corrupt image: {_where(path, record_id)}: {msg}") from e
+
+
+def filter_loadable(
+    examples: Iterable[VLExample], skip_bad: bool, decode: bool = False
+) -> tuple[list[VLExample], int]:
+    """Check every image once, before training starts.
+
+    Text-only records are always kept. With ``skip_bad=True`` records whose
+    image is missing/corrupt are dropped and counted (a warning is logged);
+    with ``skip_bad=False`` the first bad image raises :class:`ImageError`.
+    Returns ``(kept, n_skipped)``.
+    """
+    kept: list[VLExample] = []
+    n_skipped = 0
+    for ex in examples:
+        if ex.image is not None:
+            try:
+                check_image(ex.image, ex.id, decode=decode)
+            except ImageError as e:
+                if not skip_bad:
+                    raise
+                n_skipped += 1
+                logger.warning("skipping record: %s", e)
+                continue
+        kept.append(ex)
+    if n_skipped:
+        logger.warning("skipped %d record(s) with unreadable images", n_skipped)
+    return kept, n_skipped

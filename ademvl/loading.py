@@ -1,0 +1,74 @@
+"""Loading frozen backbones from a local directory or hub id (or taking built modules)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+
+class BackboneLoadError(ValueError):
+    """A backbone could not be loaded; the message names the path and the cause."""
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _resolve_dtype(dtype):
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise ValueError(f"unknown dtype '{dtype}'; use one of {sorted(names)}")
+    return names[dtype]
+
+
+def load_llm(name_or_path: str | os.PathLike | nn.Module, dtype=None, **kwargs) -> nn.Module:
+    """A causal LM from `from_pretrained` (local dir or hub id), or the module itself."""
+    if isinstance(name_or_path, nn.Module):
+        return name_or_path
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=_resolve_dtype(dtype), **kwargs)
+    except (OSError, ValueError) as error:
+        raise BackboneLoadError(f"cannot load LLM from '{name_or_path}': {_first_line(error)}") from error
+
+
+_VISION_ONLY = {"clip": "CLIPVisionModel", "siglip": "SiglipVisionModel"}
+
+
+def load_vision_tower(name_or_path: str | os.PathLike | nn.Module, dtype=None, **kwargs) -> nn.Module:
+    """A vision tower; a full CLIP/SigLIP checkpoint loads only its vision half."""
+    if isinstance(name_or_path, nn.Module):
+        return name_or_path
+    import transformers
+
+    try:
+        config = AutoConfig.from_pretrained(str(name_or_path))
+        model_cls = AutoModel
+        if config.model_type in _VISION_ONLY:
+            model_cls = getattr(transformers, _VISION_ONLY[config.model_type])
+        return model_cls.from_pretrained(str(name_or_path), dtype=_resolve_dtype(dtype), **kwargs)
+    except (OSError, ValueError) as error:
+        raise BackboneLoadError(f"cannot load vision tower from '{name_or_path}': {_first_line(error)}") from error
+
+
+def load_image_processor(name_or_path: str | os.PathLike):
+    """The tower's Hugging Face image processor, on its PIL backend (no torchvision here)."""
+    from transformers import AutoImageProcessor
+
+    try:
+        return AutoImageProcessor.from_pretrained(str(name_or_path), backend="pil")
+    except TypeError:
+        return AutoImageProcessor.from_pretrained(str(name_or_path))
+    except (OSError, ValueError) as error:
+        raise BackboneLoadError(f"cannot load image processor from '{name_or_path}': {_first_line(error)}") from error
+
+
+def name_or_path_of(module: nn.Module) -> str | None:
+    path = getattr(module.config, "_name_or_path", None) or getattr(module, "name_or_path", None)
+    return str(Path(path)) if path else None

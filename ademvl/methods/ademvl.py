@@ -1,0 +1,109 @@
+"""ADEM-VL (SPEC §1): parameter-free cross-attention, multiscale visual prompt,
+adaptive fusion, and one [cls] input token."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ..architectures import decoder_blocks, decoder_layout, get_attr
+from ..fusion import adaptive_fusion, drop_index
+from ..layers import MLPWithParallelAdapter, ParallelAdapter, Projector
+from ..vision import VisionTower, check_scales, multiscale_pool
+from .base import FusionMethod, FusionState, VisualInputs, mark_trainable
+
+
+@dataclass
+class AdemVLSettings:
+    alpha: float = 0.1            # weight of the fused result added to each MLP output
+    beta: float = 0.01            # scale of the visual memory V
+    gamma: float = 0.1            # adaptive drop ratio
+    scales: tuple[int, ...] = (256, 64)  # multiscale prompt sizes in tokens
+    use_cls: bool = True          # the [cls] embedding as one extra input token
+    fusion: bool = True           # per-layer cross-attention on/off (off: input token only)
+    projector_hidden: int = 128
+    adapter_dim: int = 12         # vision adapters beside each vision block's MLP
+    adapter_scale: float = 0.1
+    adapter_dropout: float = 0.1
+    feature_layer: int = -2       # vision block whose output feeds the method (penultimate)
+
+
+class FusedMLP(nn.Module):
+    """h + MLP(n) + α·F(n): wraps a decoder block's MLP, n being its (post-attention-normed) input."""
+
+    def __init__(self, base_layer: nn.Module, state: FusionState, alpha: float, gamma: float):
+        super().__init__()
+        self.base_layer = base_layer
+        self.state = state
+        self.alpha = alpha
+        self.gamma = gamma
+
+    def forward(self, n: torch.Tensor) -> torch.Tensor:
+        out = self.base_layer(n)
+        visual = self.state.visual
+        if visual is None or visual.keys is None:
+            return out
+        fused = adaptive_fusion(n, visual.keys, visual.values, self.gamma)
+        return out + self.alpha * fused.to(out.dtype)
+
+
+class AdemVL(FusionMethod):
+    name = "ademvl"
+    settings_class = AdemVLSettings
+
+    def __init__(self, settings: AdemVLSettings, llm: nn.Module, vision: VisionTower, state: FusionState):
+        super().__init__(settings, llm, vision, state)
+        s = settings
+        check_scales(tuple(s.scales), vision.grid)
+        drop_index(s.gamma, 1)  # validates gamma's range
+        vision.block_index(s.feature_layer)
+        self.vision = [vision]  # a plain list: the tower is registered by the model, not here
+        d, d_v = self.llm_hidden, vision.hidden_size
+        self.num_visual = sum(s.scales)
+
+        self.patch_projector = Projector(d_v, d, s.projector_hidden)
+        self.cls_projector = Projector(d_v, d, s.projector_hidden) if s.use_cls else None
+        self.pos_keys = nn.Parameter(torch.empty(self.num_visual, d))    # E1
+        self.pos_values = nn.Parameter(torch.empty(self.num_visual, d))  # E2
+        self.reset_parameters()
+
+        for block in vision.blocks:
+            adapter = ParallelAdapter(d_v, s.adapter_dim, s.adapter_scale, s.adapter_dropout)
+            block.mlp = MLPWithParallelAdapter(block.mlp, mark_trainable(adapter))
+        if s.fusion:
+            mlp_name = decoder_layout(llm).mlp
+            for block in decoder_blocks(llm):
+                setattr(block, mlp_name, FusedMLP(get_attr(block, mlp_name), state, s.alpha, s.gamma))
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.pos_keys, std=0.02)
+        nn.init.zeros_(self.pos_values)
+
+    @property
+    def num_input_tokens(self) -> int:
+        return 1 if self.settings.use_cls else 0
+
+    @property
+    def feature_layers(self) -> list[int]:
+        return [self.settings.feature_layer]
+
+    def encode(self, features, has_image, batch_size) -> VisualInputs:
+        s = self.settings
+        d = self.llm_hidden
+        param = self.pos_keys
+        has_image = has_image.to(param.device, torch.bool)
+        memory = param.new_zeros(batch_size, self.num_visual, d)
+        tokens = param.new_zeros(batch_size, 1, d) if s.use_cls else None
+        if features is not None:
+            tower = self.vision[0]
+            hidden = tower.post_norm(features[s.feature_layer])
+            cls, patches = tower.split_cls(hidden.to(param.dtype))
+            pooled = multiscale_pool(patches, tuple(s.scales))  # pool first, then project
+            memory = memory.index_put((has_image.nonzero().squeeze(1),), s.beta * self.patch_projector(pooled))
+            if tokens is not None:
+                tokens = tokens.index_put((has_image.nonzero().squeeze(1),), self.cls_projector(cls).unsqueeze(1))
+        keys = F.silu(memory + self.pos_keys) if s.fusion else None
+        values = memory + self.pos_values if s.fusion else None
+        return VisualInputs(tokens=tokens, keys=keys, values=values, has_image=has_image.to(param.dtype))

@@ -1,0 +1,286 @@
+"""`VLModel`: a frozen causal LM and a frozen vision tower joined by a fusion method.
+
+It is a `PreTrainedModel` + `GenerationMixin` (as `LlavaForConditionalGeneration`
+is) so that `generate()` drives the LLM's own KV cache. The visual inputs are
+computed once per batch (once per `generate` call) and handed to the layer
+wrappers through the method's `FusionState`.
+"""
+from __future__ import annotations
+
+import copy
+import os
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from .config import VLConfig, settings_from_dict
+from .loading import load_llm, load_vision_tower, name_or_path_of
+from .methods import FusionState, VisualInputs, method_class
+from .vision import VisionTower
+
+IGNORE_INDEX = -100
+
+
+class VLModel(PreTrainedModel, GenerationMixin):
+    config_class = VLConfig
+    base_model_prefix = "vlm"
+    main_input_name = "input_ids"
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: VLConfig, llm: nn.Module | None = None, vision: nn.Module | None = None):
+        if llm is None:
+            llm = AutoModelForCausalLM.from_config(config.text_config)
+        if vision is None:
+            vision = AutoModel.from_config(config.vision_config)
+        super().__init__(config)
+        self.llm = llm
+        self.vision = VisionTower(vision)
+        self.state = FusionState()
+        method_cls = method_class(config.method)
+        settings = settings_from_dict(method_cls.settings_class, config.method_config, f"method '{config.method}'")
+        self.method = method_cls(settings, self.llm, self.vision, self.state)
+        if getattr(llm, "generation_config", None) is not None:
+            self.generation_config = copy.deepcopy(llm.generation_config)
+        self._set_trainable()
+        self.post_init()
+
+    # --- construction ------------------------------------------------------------------
+    @classmethod
+    def from_backbones(
+        cls,
+        llm: str | os.PathLike | nn.Module,
+        vision: str | os.PathLike | nn.Module,
+        method: str = "ademvl",
+        method_config: dict | None = None,
+        dtype=None,
+        **method_kwargs,
+    ) -> "VLModel":
+        """Load (or take) the two frozen backbones and attach `method` with its settings."""
+        llm_module = load_llm(llm, dtype)
+        vision_module = load_vision_tower(vision, dtype)
+        settings = {**(method_config or {}), **method_kwargs}
+        method_cls = method_class(method)
+        settings_from_dict(method_cls.settings_class, settings, f"method '{method}'")  # fail early
+        # A composite config resets its sub-configs' attention backend: keep the backbones' own.
+        backends = {
+            "text_config": llm_module.config._attn_implementation,
+            "vision_config": vision_module.config._attn_implementation,
+        }
+        config = VLConfig(
+            attn_implementation={"": backends["text_config"], **backends},
+            text_config=llm_module.config,
+            vision_config=vision_module.config,
+            method=method,
+            method_config=settings,
+            llm_name_or_path=str(llm) if not isinstance(llm, nn.Module) else name_or_path_of(llm_module),
+            vision_name_or_path=str(vision) if not isinstance(vision, nn.Module) else name_or_path_of(vision_module),
+        )
+        return cls(config, llm=llm_module, vision=vision_module)
+
+    def init_weights(self):
+        """The backbones are loaded and the method's modules initialise themselves:
+        nothing for transformers' generic initialiser to do (it would overwrite E2/fc2 zeros)."""
+
+    def _set_trainable(self) -> None:
+        self.requires_grad_(False)
+        self.method.requires_grad_(True)
+        for module in self.modules():
+            if getattr(module, "_ademvl_trainable", False):
+                module.requires_grad_(True)
+
+    def train(self, mode: bool = True):
+        """Frozen backbones stay in eval mode; only the method's modules follow `mode`."""
+        super().train(mode)
+        self.llm.eval()
+        self.vision.eval()
+        self.method.train(mode)
+        for module in self.modules():
+            if getattr(module, "_ademvl_trainable", False):
+                module.train(mode)
+        return self
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.llm.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.llm.get_output_embeddings()
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        return {name: p for name, p in self.named_parameters() if p.requires_grad}
+
+    def parameter_counts(self) -> dict[str, int]:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        return {"trainable": trainable, "frozen": total - trainable}
+
+    # --- visual inputs -------------------------------------------------------------------
+    def encode_images(
+        self, pixel_values: torch.Tensor | None, has_image: torch.Tensor | None, batch_size: int
+    ) -> VisualInputs:
+        """Run the vision tower once on the rows that have an image, then the method's encoder."""
+        device = self.method_device
+        if has_image is None:
+            has_image = torch.full((batch_size,), pixel_values is not None, dtype=torch.bool, device=device)
+        has_image = has_image.to(device).bool()
+        features = None
+        if pixel_values is not None and bool(has_image.any()):
+            if pixel_values.shape[0] != batch_size:
+                raise ValueError(
+                    f"pixel_values has {pixel_values.shape[0]} rows for a batch of {batch_size}: "
+                    "give one (possibly blank) image per sample and mark text-only rows with has_image=0"
+                )
+            rows = pixel_values[has_image.to(pixel_values.device)]
+            features = self.vision(rows, self.method.feature_layers)
+        return self.method.encode(features, has_image, batch_size)
+
+    @property
+    def method_device(self) -> torch.device:
+        return next(self.llm.parameters()).device
+
+    def _place_visual_tokens(
+        self, embeds: torch.Tensor, tokens: torch.Tensor, image_slot: torch.Tensor, past_length: int
+    ) -> torch.Tensor:
+        """Write each sample's visual tokens over its slot positions that fall in this chunk."""
+        batch, length, _ = embeds.shape
+        n_tokens = tokens.shape[1]
+        slot = image_slot.to(embeds.device).long().view(-1, 1)
+        positions = slot + torch.arange(n_tokens, device=embeds.device) - past_length  # (B, n)
+        valid = (slot >= 0) & (positions >= 0) & (positions < length)
+        if not bool(valid.any()):
+            return embeds
+        rows = torch.arange(batch, device=embeds.device).view(-1, 1).expand_as(positions)
+        embeds = embeds.clone()
+        embeds[rows[valid], positions[valid]] = tokens.to(embeds.dtype)[valid]
+        return embeds
+
+    # --- forward / generate --------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values=None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        has_image: torch.Tensor | None = None,
+        image_slot: torch.LongTensor | None = None,
+        visual_tokens: torch.Tensor | None = None,
+        visual_keys: torch.Tensor | None = None,
+        visual_values: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """Causal-LM forward with visual inputs.
+
+        Args:
+            input_ids: (B, T) token ids; positions named by `image_slot` hold placeholders.
+            pixel_values / has_image: one image per row (blank for text-only rows, has_image=0).
+            image_slot: (B,) index of the first visual token in each row, -1 for none.
+            visual_tokens / visual_keys / visual_values: precomputed visual inputs
+                (what `generate` passes at every step instead of the pixels).
+            labels: (B, T) with -100 outside the answer; the loss is computed from the
+                logits of the answer positions only, and `logits` is then None.
+        """
+        if inputs_embeds is None:
+            inputs_embeds = self.llm.get_input_embeddings()(input_ids)
+        batch, length = inputs_embeds.shape[:2]
+        if visual_tokens is None and visual_keys is None:
+            visual = self.encode_images(pixel_values, has_image, batch)
+        else:
+            visual = VisualInputs(visual_tokens, visual_keys, visual_values, has_image)
+
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if visual.tokens is not None and image_slot is not None:
+            inputs_embeds = self._place_visual_tokens(inputs_embeds, visual.tokens, image_slot, past_length)
+        if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
+            # Left-padded batches: count positions from each row's first real token.
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:]
+
+        self.state.visual = visual
+        try:
+            out = self.llm.base_model(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                use_cache=use_cache,
+                **kwargs,
+            )
+        finally:
+            self.state.visual = None
+        hidden = out.last_hidden_state
+        head = self.llm.get_output_embeddings()
+
+        loss = logits = None
+        if labels is not None:
+            targets = labels[:, 1:].to(hidden.device)
+            answer = targets != IGNORE_INDEX
+            answer_logits = head(hidden[:, :-1][answer]).float()
+            loss = F.cross_entropy(answer_logits, targets[answer]) if answer.any() else hidden.sum() * 0.0
+        else:
+            keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) and logits_to_keep > 0 else slice(None)
+            logits = head(hidden[:, keep])
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        has_image: torch.Tensor | None = None,
+        image_slot: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ):
+        """`GenerationMixin.generate` with the images encoded once, before the first step."""
+        visual = self.encode_images(pixel_values, has_image, input_ids.shape[0])
+        return super().generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            image_slot=image_slot,
+            visual_tokens=visual.tokens,
+            visual_keys=visual.keys,
+            visual_values=visual.values,
+            has_image=visual.has_image,
+            **kwargs,
+        )
+
+    # --- adapters (only the trainable weights) --------------------------------------------
+    def save_adapter(self, directory: str | os.PathLike):
+        """Write the trainable weights and the config that built them (atomically)."""
+        from .checkpoint import save_adapter
+
+        return save_adapter(self, directory)
+
+    def load_adapter(self, directory: str | os.PathLike) -> "VLModel":
+        """Load trainable weights saved for this same backbone pair and method settings."""
+        from .checkpoint import load_adapter
+
+        load_adapter(self, directory)
+        return self
+
+    @classmethod
+    def from_adapter(
+        cls,
+        directory: str | os.PathLike,
+        llm: str | os.PathLike | nn.Module | None = None,
+        vision: str | os.PathLike | nn.Module | None = None,
+        dtype=None,
+    ) -> "VLModel":
+        """Rebuild a trained model: its saved method settings on the given (or recorded) backbones."""
+        from .checkpoint import AdapterError, read_adapter_config
+
+        saved = read_adapter_config(directory)
+        llm = llm if llm is not None else saved.get("llm_name_or_path")
+        vision = vision if vision is not None else saved.get("vision_name_or_path")
+        if llm is None or vision is None:
+            raise AdapterError(f"adapter '{directory}' does not record its backbones: pass llm= and vision=")
+        model = cls.from_backbones(llm, vision, method=saved["method"], method_config=saved["method_config"], dtype=dtype)
+        return model.load_adapter(directory)
