@@ -8,6 +8,12 @@ import sys
 # sub-command name → module in ademvl.commands (each has add_arguments(parser) and run(args))
 COMMANDS = {
     "params": "Print trainable and frozen parameter counts of a method on named backbones (meta device).",
+    "train": "Train a method from a recipe (YAML) with checkpoints, resume and multi-GPU via accelerate.",
+    "eval": "Evaluate a saved adapter on ScienceQA / COCO / easy-VQA / LLaVA-instruct; save every prediction.",
+    "generate": "Answer one prompt about one image (or none) with a saved adapter.",
+    "viz": "Draw per-scale maps of the visual features each text token attended and kept (Fig. 3).",
+    "sweep": "Train and evaluate a recipe over alpha/beta/gamma values and plot accuracy (Fig. 2).",
+    "bench": "FLOPs and interleaved wall-clock of every method and the bare LLM; writes JSON + Markdown.",
 }
 
 

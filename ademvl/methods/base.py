@@ -36,6 +36,11 @@ class FusionState:
 
     def __init__(self) -> None:
         self.visual: VisualInputs | None = None
+        # Tokens already in the KV cache (0 = this chunk starts the sequence), and a dict
+        # that lives with the cache: what a wrapper computed at the first chunk (e.g.
+        # LaVIN's router weights) and must reuse at every later decoding step.
+        self.past_length: int = 0
+        self.memo: dict = {}
 
 
 class FusionMethod(nn.Module):
@@ -54,6 +59,20 @@ class FusionMethod(nn.Module):
     @property
     def num_input_tokens(self) -> int:
         """Extra tokens each image sample adds to the LLM input."""
+        raise NotImplementedError
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens the model prepends before [bos] (e.g. a modality token); 0 = none."""
+        return 0
+
+    @property
+    def mask_prefix(self) -> bool:
+        """Whether later tokens are barred from attending to the prefix tokens."""
+        return False
+
+    def prefix_tokens(self, has_image: torch.Tensor) -> torch.Tensor:
+        """(B,) 0/1 → (B, num_prefix_tokens, d) embeddings placed before [bos]."""
         raise NotImplementedError
 
     @property

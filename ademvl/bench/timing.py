@@ -1,0 +1,178 @@
+"""Wall-clock of every method and of the bare frozen LLM, interleaved, medians over repeats.
+
+Small "7B-like proportions" backbones are built in-process with random
+weights (d_ff ≈ 2.7·d, vocab 32000, a 16×16 patch grid so ADEM-VL's N_v = 320).
+Each repeat runs A B C … for every method and work unit, so slow drifts of a
+shared machine spread over all of them instead of biasing one.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .inputs import synthetic_batch
+from .steps import BareSteps, VLSteps
+
+
+@dataclass
+class SmallConfig:
+    hidden: int = 512
+    intermediate: int = 1376
+    layers: int = 4
+    heads: int = 8
+    vocab: int = 32000
+    vision_hidden: int = 64
+    vision_intermediate: int = 256
+    vision_layers: int = 24     # as ViT-L, so that methods reading blocks 4…24 find them
+    vision_heads: int = 4
+    image_size: int = 64
+    patch_size: int = 4         # 16×16 grid: 256 patches, N_v = 256 + 64 = 320
+    batch_size: int = 2
+    text_len: int = 128
+    answer_len: int = 8
+    new_tokens: int = 16
+    repeats: int = 5
+    warmup: int = 1
+
+
+QUICK = SmallConfig(hidden=64, intermediate=172, layers=2, heads=4, vocab=1000, vision_hidden=32,
+                    vision_intermediate=64, vision_layers=24, vision_heads=2, image_size=32, patch_size=2,
+                    batch_size=1, text_len=16, answer_len=4, new_tokens=3, repeats=2, warmup=0)
+
+
+def build_backbones(cfg: SmallConfig, seed: int = 0):
+    from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    llm = LlamaForCausalLM(LlamaConfig(
+        hidden_size=cfg.hidden, intermediate_size=cfg.intermediate, num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads, vocab_size=cfg.vocab,
+        max_position_embeddings=max(1024, 2 * (cfg.text_len + cfg.new_tokens + 300)))).eval()
+    vision = CLIPVisionModel(CLIPVisionConfig(
+        hidden_size=cfg.vision_hidden, intermediate_size=cfg.vision_intermediate,
+        num_hidden_layers=cfg.vision_layers, num_attention_heads=cfg.vision_heads,
+        image_size=cfg.image_size, patch_size=cfg.patch_size, hidden_act="quick_gelu")).eval()
+    return llm.requires_grad_(False), vision.requires_grad_(False)
+
+
+class PeakMemory:
+    """Peak memory of a block where the device reports it (CUDA max_memory_allocated), else None.
+
+    On CPU there is no such counter: freed blocks are kept and reused by the allocator, so the
+    growth of the process RSS says nothing about one step's peak; "n/a" is reported instead."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.value = None
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.value = torch.cuda.max_memory_allocated(self.device) - self._base
+        return False
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def build_runners(cfg: SmallConfig, device, methods):
+    """(name, steps, optimizer) per method, each on its own copy of the same backbones."""
+    from ..model import VLModel
+
+    llm, vision = build_backbones(cfg)
+    runners, errors, info = [], {}, {}
+    reference_inputs = None
+    for name in methods:
+        try:
+            model = VLModel.from_backbones(copy.deepcopy(llm), copy.deepcopy(vision), method=name).to(device)
+            model.train()
+            inputs = synthetic_batch(model, cfg.batch_size, cfg.text_len, device)
+            optimizer = torch.optim.AdamW(model.trainable_parameters().values(), lr=1e-4)
+            steps = VLSteps(model, inputs, cfg.answer_len)
+        except Exception as error:  # a method that cannot be built is reported, not fatal
+            errors[name] = f"{type(error).__name__}: {error}"
+            continue
+        info[name] = {"extra_tokens": int(model.method.num_input_tokens),
+                      "trainable": model.parameter_counts()["trainable"],
+                      "num_visual": getattr(model.method, "num_visual", None)}
+        runners.append((name, steps, optimizer))
+        if reference_inputs is None:
+            reference_inputs = (inputs, int(model.method.num_input_tokens))
+    bare_llm = llm.to(device)
+    if reference_inputs is None:
+        reference_inputs = (synthetic_batch_text(cfg, device), 0)
+    bare = BareSteps(bare_llm, reference_inputs[0], reference_inputs[1], cfg.answer_len)
+    info["bare-llm"] = {"extra_tokens": 0, "trainable": 0, "num_visual": None}
+    runners.insert(0, ("bare-llm", bare, None))
+    return runners, errors, info
+
+
+def synthetic_batch_text(cfg: SmallConfig, device):
+    ids = torch.randint(3, cfg.vocab, (cfg.batch_size, cfg.text_len), device=device)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def wall_clock(cfg: SmallConfig, methods=None, device=None, log=None) -> dict:
+    """Interleaved medians (seconds) of forward / train step / generate per method, with ratios."""
+    from ..methods import METHODS
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    names = list(methods) if methods is not None else list(METHODS)
+    runners, errors, info = build_runners(cfg, device, names)
+    kinds = {
+        "forward": lambda s, o: (s.mode(False), s.forward()),
+        "forward_llm": lambda s, o: (s.mode(False), s.forward_llm()),
+        "train": lambda s, o: (s.mode(True), s.train(o)),
+        "generate": lambda s, o: (s.mode(False), s.generate(cfg.new_tokens)),
+    }
+    samples = {name: {k: [] for k in kinds} for name, _, _ in runners}
+    peaks = {name: {} for name, _, _ in runners}
+    for repeat in range(cfg.warmup + cfg.repeats):
+        for name, steps, optimizer in runners:
+            for kind, fn in kinds.items():
+                if repeat == cfg.warmup:  # first measured repeat: also the peak memory
+                    with PeakMemory(device) as peak:
+                        seconds = _timed(lambda: fn(steps, optimizer), device)
+                    peaks[name][kind] = peak.value
+                else:
+                    seconds = _timed(lambda: fn(steps, optimizer), device)
+                if repeat >= cfg.warmup:
+                    samples[name][kind].append(seconds)
+        if log:
+            log(f"repeat {repeat + 1}/{cfg.warmup + cfg.repeats} done")
+    rows = {}
+    for name, _, _ in runners:
+        rows[name] = {**info[name], "peak_bytes": peaks[name]}
+        for kind in kinds:
+            rows[name][kind] = statistics.median(samples[name][kind])
+            rows[name][kind + "_samples"] = samples[name][kind]
+    for name, row in rows.items():
+        for ref in ("bare-llm", "llava-lora"):
+            if ref in rows:
+                for kind in kinds:
+                    row[f"{kind}_vs_{ref}"] = row[kind] / rows[ref][kind]
+    return {"device": str(device), "config": asdict(cfg), "rows": rows, "errors": errors,
+            "peak_memory": "CUDA max_memory_allocated above the memory held before the step (first measured "
+                           "repeat)" if device.type == "cuda" else
+                           "n/a on CPU (no allocator peak counter; RSS growth does not measure a step's peak)"}

@@ -1,0 +1,141 @@
+"""Evaluate a saved adapter on ScienceQA, COCO captions, easy-VQA or LLaVA-instruct.
+
+Generates an answer for every record (batched, greedy unless --do-sample), scores
+them with the dataset's metric (ScienceQA: the paper's per-category accuracy
+table; COCO: BLEU-4 and CIDEr; easy-VQA: exact match by question type;
+LLaVA-instruct: predictions only) and writes every prediction to a JSON file.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+DATASETS = ("scienceqa", "coco", "easyvqa", "llava_instruct")
+
+
+def add_model_arguments(parser) -> None:
+    """Options shared by `eval` and `generate`: which adapter, on which backbones, where."""
+    parser.add_argument("--checkpoint", required=True, metavar="DIR",
+                        help="adapter directory written by save_adapter / training (adapter_config.json + weights)")
+    parser.add_argument("--llm", metavar="PATH", help="LLM path or hub id (if omitted: the one recorded in the adapter)")
+    parser.add_argument("--vision", metavar="PATH",
+                        help="vision tower path or hub id (if omitted: the one recorded in the adapter)")
+    parser.add_argument("--tokenizer", metavar="PATH", help="tokenizer path (if omitted: the LLM path)")
+    parser.add_argument("--image-processor", metavar="PATH", help="image processor path (if omitted: the vision path)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... ('auto': cuda when available)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                        help="backbone dtype (if omitted: as saved in the backbone checkpoints)")
+
+
+def add_sampling_arguments(parser) -> None:
+    parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    parser.add_argument("--top-p", type=float, help="nucleus sampling threshold (with --do-sample), e.g. 0.75")
+    parser.add_argument("--temperature", type=float, help="sampling temperature (with --do-sample), e.g. 0.1")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (matters with --do-sample)")
+
+
+def sampling_kwargs(args) -> dict:
+    if not args.do_sample and (args.top_p is not None or args.temperature is not None):
+        raise ValueError("--top-p/--temperature only apply with --do-sample")
+    if args.do_sample:
+        import torch
+
+        torch.manual_seed(args.seed)
+        return {"do_sample": True, "top_p": args.top_p, "temperature": args.temperature}
+    return {}
+
+
+def add_arguments(parser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--dataset", required=True, choices=DATASETS, help="which evaluation to run")
+    parser.add_argument("--data-root", metavar="DIR",
+                        help="ScienceQA: folder with problems.json, pid_splits.json, images/ (required); "
+                             "easy-VQA: its data folder (if omitted: the installed easy-vqa package)")
+    parser.add_argument("--json", metavar="FILE",
+                        help="COCO: Karpathy dataset_coco.json or BLIP coco_karpathy_test.json (required); "
+                             "LLaVA-instruct: the conversations JSON (required)")
+    parser.add_argument("--image-root", metavar="DIR",
+                        help="COCO: folder holding train2014/ val2014/ (required); LLaVA-instruct: image folder; "
+                             "ScienceQA: DATA_ROOT/images if omitted")
+    parser.add_argument("--split", default="test", help="split to evaluate (ScienceQA: from pid_splits.json; "
+                                                        "COCO/easy-VQA: train, val or test; ignored for LLaVA-instruct)")
+    parser.add_argument("--prompt-format", default="CQM-A", help="ScienceQA prompt format, as used in training")
+    parser.add_argument("--prompt", help="COCO/easy-VQA prompt template, as used in training (if omitted: the loader's)")
+    parser.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N records (COCO: images)")
+    parser.add_argument("--skip-bad-images", action="store_true",
+                        help="drop records whose image is missing or corrupt (counted) instead of stopping")
+    parser.add_argument("--batch-size", type=int, default=8, help="records generated together")
+    parser.add_argument("--max-new-tokens", type=int,
+                        help="generation length (if omitted: scienceqa 32, coco 32, easyvqa 8, llava_instruct 256; "
+                             "raise it for ScienceQA formats that explain before answering, e.g. CQM-LEA)")
+    parser.add_argument("--output", metavar="FILE.json",
+                        help="where to write metrics + every prediction (if omitted: CHECKPOINT/eval_DATASET_SPLIT.json)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_sampling_arguments(parser)
+
+
+def _need(value, option: str, dataset: str):
+    if value is None:
+        raise ValueError(f"--dataset {dataset} needs {option}")
+    return value
+
+
+def load_examples(args) -> list:
+    """The records of `args.dataset` from the command-line paths."""
+    from ..data import load_dataset
+
+    name, kw = args.dataset, {"limit": args.limit}
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    if name == "scienceqa":
+        root = _need(args.data_root, "--data-root", name)
+        for file in ("problems.json", "pid_splits.json"):
+            if not (Path(root) / file).is_file():
+                raise FileNotFoundError(f"ScienceQA file not found: {Path(root) / file}")
+        kw.update(root=root, split=args.split, prompt_format=args.prompt_format, image_root=args.image_root)
+    elif name == "coco":
+        kw.update(karpathy_json=_need(args.json, "--json", name), image_root=_need(args.image_root, "--image-root", name),
+                  split=args.split)
+    elif name == "easyvqa":
+        kw.update(split=args.split, data_dir=args.data_root)
+    else:
+        kw.update(json_path=_need(args.json, "--json", name), image_root=args.image_root)
+    if args.prompt is not None and name in ("coco", "easyvqa"):
+        kw["prompt"] = args.prompt.replace("\\n", "\n")
+    for key in ("karpathy_json", "json_path"):
+        if key in kw and not Path(kw[key]).is_file():
+            raise FileNotFoundError(f"annotation file not found: {kw[key]}")
+    return load_dataset(name, **kw)
+
+
+def run(args) -> int:
+    from ..data import filter_loadable
+    from ..evaluation import evaluate, load_for_eval
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    gen = sampling_kwargs(args)
+    examples = load_examples(args)
+    if not examples:
+        raise ValueError(f"no {args.dataset} records in split {args.split!r}")
+    examples, skipped = filter_loadable(examples, skip_bad=args.skip_bad_images)
+    model, tokenizer, processor = load_for_eval(args.checkpoint, llm=args.llm, vision=args.vision,
+                                                tokenizer=args.tokenizer, image_processor=args.image_processor,
+                                                device=args.device, dtype=args.dtype)
+    split = "" if args.dataset == "llava_instruct" else f"_{args.split}"
+    output = Path(args.output) if args.output else Path(args.checkpoint) / f"eval_{args.dataset}{split}.json"
+    result = evaluate(model, tokenizer, processor, args.dataset, examples, batch_size=args.batch_size,
+                      max_new_tokens=args.max_new_tokens, progress=not args.no_progress, output=output, **gen)
+    print(f"{args.dataset} ({len(examples)} records{f', {skipped} skipped for bad images' if skipped else ''})")
+    if args.dataset == "scienceqa":
+        print(result["table"])
+    elif args.dataset == "coco":
+        print("  ".join(f"{k} {v:.2f}" for k, v in result["metrics"].items()))
+    elif args.dataset == "easyvqa":
+        metrics = result["metrics"]
+        by_type = "  ".join(f"{k} {v:.2f}" for k, v in metrics["by_type"].items())
+        print(f"exact match {metrics['overall']:.2f}  ({by_type})")
+    else:
+        print(json.dumps(result["predictions"][0], ensure_ascii=False))
+    print(f"predictions: {output}")
+    return 0

@@ -1,0 +1,79 @@
+"""Everything evaluation needs from a saved adapter: the model, its tokenizer, its image processor.
+
+The adapter records where its backbones came from; the tokenizer is the LLM's
+and the image processor the vision tower's, so both are loaded from those
+same paths unless others are given.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..loading import load_image_processor as _load_image_processor
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def load_tokenizer(path: str | os.PathLike | None):
+    """`AutoTokenizer` at `path`; pad token falls back to EOS (the collator pads left itself)."""
+    if not path:
+        raise ValueError("no tokenizer path: the adapter records no LLM path; pass --tokenizer (or --llm)")
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(f"cannot load a tokenizer from '{path}': {_first_line(error)} "
+                         "(save one there with tokenizer.save_pretrained, or pass --tokenizer)") from error
+    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_image_processor(path: str | os.PathLike | None):
+    """The vision tower's image processor (PIL backend), with an error that says what to do."""
+    if not path:
+        raise ValueError("no image-processor path: the adapter records no vision path; pass --image-processor")
+    try:
+        return _load_image_processor(path)
+    except (OSError, ValueError, TypeError) as error:
+        cause = _first_line(error)
+        where = "" if cause.startswith("cannot load image processor") else f"cannot load an image processor from '{path}': "
+        raise ValueError(f"{where}{cause} (save one there with image_processor.save_pretrained, "
+                         "or pass --image-processor)") from error
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device '{device}': {_first_line(error)}") from error
+
+
+def load_for_eval(checkpoint: str | os.PathLike, llm=None, vision=None, tokenizer=None, image_processor=None,
+                  device: str | None = "auto", dtype=None):
+    """`(model, tokenizer, image_processor)` from an adapter directory, model in eval mode on `device`.
+
+    `llm` / `vision` override the backbone paths recorded in the adapter (e.g. on
+    another machine); `tokenizer` / `image_processor` default to those backbone paths.
+    """
+    from ..checkpoint import read_adapter_config
+    from ..model import VLModel
+
+    if not os.path.isdir(checkpoint):
+        raise FileNotFoundError(f"checkpoint directory not found: {checkpoint}")
+    saved = read_adapter_config(checkpoint)
+    # Tokenizer and image processor first: they are cheap, and a missing one should fail before the backbones load.
+    tok = load_tokenizer(tokenizer or (llm if isinstance(llm, (str, os.PathLike)) else None)
+                         or saved.get("llm_name_or_path"))
+    processor = load_image_processor(image_processor or (vision if isinstance(vision, (str, os.PathLike)) else None)
+                                     or saved.get("vision_name_or_path"))
+    model = VLModel.from_adapter(checkpoint, llm=llm, vision=vision, dtype=dtype)
+    model.to(resolve_device(device)).eval()
+    return model, tok, processor

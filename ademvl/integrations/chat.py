@@ -1,0 +1,105 @@
+"""`AdemVLChat`: one image (or none) + one prompt in, one answer out.
+
+The plain interface that external harnesses (lmms-eval, VLMEvalKit) and demos
+call; the harness adapters in this package only translate their request
+formats into it. The prompt is the text after the image prefix, exactly as in
+training (e.g. ``"Instruction: What is shown?\\nResponse:"``); `prompt_template`
+wraps a bare question into that shape.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..data.example import VLExample
+from ..data.images import load_image
+from ..evaluation.generation import DEFAULT_MAX_LENGTH, GenerationCollator, generate_batch, model_device
+from ..prompting import encode_sample
+
+DEFAULT_TEMPLATE = "{prompt}"
+INSTRUCT_TEMPLATE = "Instruction: {prompt}\nResponse:"  # the LLaVA-instruct training layout
+
+
+def _image(image):
+    """A path (loaded now, so a bad file is named), a PIL image, or None for text-only."""
+    if image is None or isinstance(image, Image.Image):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(os.fspath(image))
+    raise ValueError(f"image must be a file path, a PIL image or None, not {type(image).__name__}")
+
+
+class AdemVLChat:
+    """Answer questions about images with a trained model (greedy unless told otherwise)."""
+
+    def __init__(self, model, tokenizer, image_processor, max_new_tokens: int = 64,
+                 prompt_template: str = DEFAULT_TEMPLATE, max_length: int = DEFAULT_MAX_LENGTH, **gen_kwargs):
+        if "{prompt}" not in prompt_template:
+            raise ValueError(f"prompt_template must contain '{{prompt}}', got {prompt_template!r}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.max_new_tokens = max_new_tokens
+        self.prompt_template = prompt_template
+        self.max_length = max_length
+        self.gen_kwargs = gen_kwargs
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, llm=None, vision=None, tokenizer=None, image_processor=None,
+                        device: str | None = "auto", dtype=None, **kwargs) -> "AdemVLChat":
+        """Load a saved adapter (and the backbones, tokenizer, image processor it records)."""
+        from ..evaluation.loading import load_for_eval
+
+        model, tok, processor = load_for_eval(checkpoint, llm=llm, vision=vision, tokenizer=tokenizer,
+                                              image_processor=image_processor, device=device, dtype=dtype)
+        return cls(model, tok, processor, **kwargs)
+
+    def _example(self, image, prompt: str, index: int = 0) -> VLExample:
+        return VLExample(id=str(index), prompt=self.prompt_template.format(prompt=prompt), answer="",
+                         image=_image(image))
+
+    def answer(self, image, prompt: str, **gen_kwargs) -> str:
+        """The model's answer to `prompt` about `image` (path, PIL image, or None for text-only)."""
+        return self.answer_batch([image], [prompt], **gen_kwargs)[0]
+
+    def answer_batch(self, images: list, prompts: list[str], batch_size: int = 8, **gen_kwargs) -> list[str]:
+        """Answers for parallel lists of images and prompts, `batch_size` at a time."""
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
+        kwargs = {"max_new_tokens": self.max_new_tokens, **self.gen_kwargs, **gen_kwargs}
+        max_new_tokens = kwargs.pop("max_new_tokens")
+        answers: list[str] = []
+        for start in range(0, len(prompts), batch_size):
+            chunk = [self._example(images[i], prompts[i], i) for i in range(start, min(start + batch_size, len(prompts)))]
+            answers += generate_batch(self.model, self.tokenizer, self.image_processor, chunk, max_new_tokens,
+                                      self.max_length, **kwargs)
+        return answers
+
+    @torch.no_grad()
+    def loglikelihood(self, image, prompt: str, continuation: str) -> tuple[float, bool]:
+        """`(sum of log-probabilities of continuation's tokens, would greedy decoding produce them?)`.
+
+        The continuation's tokens follow the prompt's directly (give its leading space,
+        as harnesses do: ``" yes"``).
+        """
+        example = self._example(image, prompt)
+        encoded = encode_sample(self.tokenizer, example.prompt, None, example.has_image,
+                                self.model.method.num_input_tokens)
+        target = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        if not target:
+            raise ValueError(f"continuation {continuation!r} has no tokens")
+        ids = torch.tensor([encoded.input_ids + target], device=model_device(self.model))
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                 "has_image": torch.tensor([int(example.has_image)], device=ids.device),
+                 "image_slot": torch.tensor([encoded.image_slot], device=ids.device)}
+        collator = GenerationCollator(self.tokenizer, self.image_processor, self.model.method.num_input_tokens)
+        pixels = collator.pixels([example])
+        if pixels is not None:
+            batch["pixel_values"] = pixels.to(ids.device)
+        logits = self.model(**batch).logits[0, len(encoded.input_ids) - 1:-1].float()
+        target_t = torch.tensor(target, device=logits.device)
+        logprobs = F.log_softmax(logits, dim=-1).gather(-1, target_t[:, None]).squeeze(-1)
+        return float(logprobs.sum()), bool((logits.argmax(-1) == target_t).all())

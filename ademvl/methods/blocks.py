@@ -1,0 +1,173 @@
+"""Building blocks of the baselines (SPEC §2–3): grouped projections, the two
+pre-attention adapters, the wrappers that place them, and the [cls] neck."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ..layers import Projector
+from ..vision import VisionTower
+
+
+class GroupedLinear(nn.Module):
+    """Group-wise projection (a 1×1 `Conv1d(groups=g)`): input split in g parts, each mapped to out/g.
+
+    Weight shape (out, in/g) as the reference's conv weight without its kernel axis.
+    """
+
+    def __init__(self, in_features: int, out_features: int, groups: int, bias: bool = True):
+        super().__init__()
+        if groups < 1 or in_features % groups or out_features % groups:
+            raise ValueError(f"groups={groups} must divide both {in_features} and {out_features}")
+        self.groups = groups
+        self.weight = nn.Parameter(torch.empty(out_features, in_features // groups))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.groups
+        weight = self.weight.view(g, -1, self.weight.shape[1])          # (g, out/g, in/g)
+        y = torch.einsum("...gi,goi->...go", x.unflatten(-1, (g, -1)), weight).flatten(-2)
+        return y + self.bias if self.bias is not None else y
+
+
+def projection(in_features: int, out_features: int, groups: int) -> nn.Module:
+    return nn.Linear(in_features, out_features) if groups == 1 else GroupedLinear(in_features, out_features, groups)
+
+
+class BottleneckAdapter(nn.Module):
+    """g(Z) = Z + ψ_u(ψ_d(Z)): linear, no dropout, no scale; identity at initialisation (SPEC §2)."""
+
+    def __init__(self, dim: int, bottleneck: int = 16, groups: int = 2, group_down: bool = False):
+        super().__init__()
+        self.down = projection(dim, bottleneck, groups if group_down else 1)
+        self.up = projection(bottleneck, dim, groups)
+        nn.init.xavier_uniform_(self.down.weight)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = z.to(self.down.weight.dtype)
+        return z + self.up(self.down(x)).to(z.dtype)
+
+
+class RepAdapterRouter(nn.Module):
+    """LaVIN's RepAdapter_Router: x + w0·B(drop(A x)) + w1·D(drop(A x)), w = softmax(router(x_mod)/t)."""
+
+    def __init__(self, dim: int, bottleneck: int = 8, groups: int = 2, temperature: float = 10.0,
+                 dropout: float = 0.1, scale: float = 1.0):
+        super().__init__()
+        self.conv_A = nn.Linear(dim, bottleneck)
+        self.conv_B = GroupedLinear(bottleneck, dim, groups)
+        self.conv_D = GroupedLinear(bottleneck, dim, groups)
+        self.expert_weights = nn.Linear(dim, 2)  # PyTorch's default init, as the reference
+        self.dropout = nn.Dropout(dropout)
+        self.temperature = temperature
+        self.scale = scale
+        nn.init.xavier_uniform_(self.conv_A.weight)
+        nn.init.zeros_(self.conv_A.bias)
+        for layer in (self.conv_B, self.conv_D):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def route(self, x_modality: torch.Tensor) -> torch.Tensor:
+        """(B, d) → (B, 2) expert weights."""
+        logits = self.expert_weights(x_modality.to(self.expert_weights.weight.dtype))
+        return torch.softmax(logits / self.temperature, dim=-1)
+
+    def forward(self, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        x = z.to(self.conv_A.weight.dtype)
+        a = self.dropout(self.conv_A(x))
+        w = weights.to(x.dtype)
+        out = self.scale * (self.conv_B(a) * w[:, None, 0:1] + self.conv_D(a) * w[:, None, 1:2])
+        return z + out.to(z.dtype)
+
+
+class ThenAdapter(nn.Module):
+    """adapter(base(x)): wraps a pre-attention norm, so the attention sees BA(norm(x))."""
+
+    def __init__(self, base_layer: nn.Module, adapter: nn.Module):
+        super().__init__()
+        self.base_layer = base_layer
+        self.adapter = adapter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adapter(self.base_layer(x))
+
+
+class AdapterThen(nn.Module):
+    """base(adapter(z)): wraps a block's MLP, so it sees BA(norm(h)) (the 'also before the FFN' option)."""
+
+    def __init__(self, base_layer: nn.Module, adapter: nn.Module):
+        super().__init__()
+        self.base_layer = base_layer
+        self.adapter = adapter
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.base_layer(self.adapter(z))
+
+
+class RoutedThenAdapter(nn.Module):
+    """router-adapter(base(x)) with x_modality = the normed first token (the modality token).
+
+    With `cached`, the weights computed at a sequence's first chunk are kept in the
+    shared `FusionState.memo` (as LaVIN's `cache_weights`) for the decoding steps,
+    whose chunks no longer contain the first token.
+    """
+
+    def __init__(self, base_layer: nn.Module, adapter: RepAdapterRouter, state=None, key: str | None = None):
+        super().__init__()
+        self.base_layer = base_layer
+        self.adapter = adapter
+        self.state = state
+        self.key = key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.base_layer(x)
+        if self.state is None or self.state.past_length == 0:
+            weights = self.adapter.route(z[:, 0])
+            if self.state is not None:
+                self.state.memo[self.key] = weights.detach()
+        else:
+            if self.key not in self.state.memo:
+                raise RuntimeError(f"router weights of '{self.key}' missing: decoding needs the cache of its first chunk")
+            weights = self.state.memo[self.key]
+        return self.adapter(z, weights)
+
+
+class GatedNeck(nn.Module):
+    """SwiGLU neck: w2(silu(w1 z) · w3 z) — the gated reading of the paper's 'SwiGLU'."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 128):
+        super().__init__()
+        self.w1 = nn.Linear(in_dim, hidden)
+        self.w3 = nn.Linear(in_dim, hidden)
+        self.w2 = nn.Linear(hidden, out_dim)
+        for layer in (self.w1, self.w3, self.w2):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(z)) * self.w3(z))
+
+
+def cls_layers(vision: VisionTower, every: int) -> list[int]:
+    """Vision blocks every `every` blocks (4, 8, …, 24 for ViT-L with every=4)."""
+    if every < 1 or every > vision.num_layers:
+        raise ValueError(f"neck_every={every} must be between 1 and the tower's {vision.num_layers} blocks")
+    return list(range(every, vision.num_layers + 1, every))
+
+
+def cls_tokens(vision: VisionTower, features: dict[int, torch.Tensor], layers: list[int]) -> torch.Tensor:
+    """Raw residual-stream [cls] of each listed block (patch mean for towers without one) → (B, n, d_v)."""
+    return torch.stack([vision.split_cls(features[layer])[0] for layer in layers], dim=1)
+
+
+def make_neck(d_v: int, d: int, hidden: int, gated: bool) -> nn.Module:
+    return GatedNeck(d_v, d, hidden) if gated else Projector(d_v, d, hidden)
+
+
+def scatter_rows(template: torch.Tensor, has_image: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Write the image rows' values into a zero tensor shaped for the whole batch."""
+    return template.index_put((has_image.nonzero().squeeze(1),), rows.to(template.dtype))

@@ -1,0 +1,99 @@
+"""LaVIN (SPEC §3; reference `luogen1996/LaVIN`, `lavin/mm_adapter.py`): a
+RepAdapter_Router before the attention of every LLM and vision block, routed by
+the modality token, six [cls] tokens after "Image: ", and the modality token
+`Embedding(2, d)[has_image]` before [bos] (7 extra tokens per image sample).
+
+x_modality: in the LLM, the pre-attention-normed hidden state of the first
+token, i.e. of the modality token (`attention_norm(x)[:, 0]`); at decoding
+steps the weights of the first chunk are reused (the reference's
+`cache_weights`). In the vision tower, the normed [cls] of each image
+(`ln_1(x)[:, 0]` in batch-first layout; the reference's sequence-first CLIP
+indexes image 0 per position there, a layout slip not reproduced).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..vision import VisionTower
+from .base import FusionMethod, FusionState, VisualInputs, mark_trainable
+from .blocks import RepAdapterRouter, RoutedThenAdapter, cls_layers, cls_tokens, make_neck, scatter_rows
+from .bottleneck import place_pre_attention
+
+
+@dataclass
+class LavinSettings:
+    adapter_dim: int = 8
+    groups: int = 2
+    temperature: float = 10.0     # router temperature t: 10 for 7B, 5 for 13B
+    adapter_dropout: float = 0.1
+    adapter_scale: float = 1.0
+    vision_adapters: bool = True
+    neck_hidden: int = 128
+    neck_every: int = 4           # [cls] of vision blocks 4, 8, …, 24 for ViT-L
+    mask_modality: bool = True    # reference: tokens after the modality token do not attend to it
+
+
+class Lavin(FusionMethod):
+    name = "lavin"
+    settings_class = LavinSettings
+
+    def __init__(self, settings: LavinSettings, llm: nn.Module, vision: VisionTower, state: FusionState):
+        super().__init__(settings, llm, vision, state)
+        s = settings
+        if s.temperature <= 0:
+            raise ValueError(f"lavin temperature must be positive, got {s.temperature}")
+        self.vision = [vision]
+        self.layers = cls_layers(vision, s.neck_every)
+        d, d_v = self.llm_hidden, vision.hidden_size
+        self.neck = make_neck(d_v, d, s.neck_hidden, gated=False)
+        self.modality_embedding = nn.Embedding(2, d)
+
+        def make_adapter(side, index, where):
+            width = d if side == "llm" else d_v
+            return mark_trainable(RepAdapterRouter(width, s.adapter_dim, s.groups, s.temperature,
+                                                   s.adapter_dropout, s.adapter_scale))
+
+        def wrapper_for(side):
+            def wrap(norm, adapter):
+                if side == "vision":
+                    return RoutedThenAdapter(norm, adapter)
+                wrap.count += 1
+                return RoutedThenAdapter(norm, adapter, state, key=f"lavin.llm.{wrap.count - 1}")
+            wrap.count = 0
+            return wrap
+
+        place_pre_attention(llm, None, make_adapter, wrapper_for("llm"), before_ffn=False)
+        if s.vision_adapters:
+            place_pre_attention(llm, vision, make_adapter, wrapper_for("vision"), before_ffn=False, llm_side=False)
+
+    @property
+    def num_input_tokens(self) -> int:
+        return len(self.layers)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 1
+
+    @property
+    def mask_prefix(self) -> bool:
+        return self.settings.mask_modality
+
+    def prefix_tokens(self, has_image: torch.Tensor) -> torch.Tensor:
+        index = has_image.to(self.modality_embedding.weight.device).long()
+        return self.modality_embedding(index).unsqueeze(1)
+
+    @property
+    def feature_layers(self) -> list[int]:
+        return self.layers
+
+    def encode(self, features, has_image, batch_size) -> VisualInputs:
+        param = next(self.neck.parameters())
+        has_image = has_image.to(param.device, torch.bool)
+        tokens = param.new_zeros(batch_size, len(self.layers), self.llm_hidden)
+        if features is not None:
+            cls = cls_tokens(self.vision[0], features, self.layers).to(param.dtype)
+            tokens = scatter_rows(tokens, has_image, self.neck(cls))
+        return VisualInputs(tokens=tokens, has_image=has_image.to(param.dtype))

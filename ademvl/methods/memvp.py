@@ -1,0 +1,104 @@
+"""MemVP (SPEC §3; reference `JieShibo/MemVP`, `memvp/adapter.py`, `memvp/model.py`):
+the projected patch tokens act as a memory read beside every LLM MLP —
+`h' = h + MLP(n) + s·drop(silu(n (V+E1)ᵀ)) (V+E2)` — with ADEM-VL's vision
+adapters and no extra input tokens."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ..architectures import decoder_blocks, decoder_layout, get_attr
+from ..layers import MLPWithParallelAdapter, ParallelAdapter, Projector
+from ..vision import VisionTower
+from .base import FusionMethod, FusionState, VisualInputs, mark_trainable
+from .blocks import scatter_rows
+
+
+@dataclass
+class MemVPSettings:
+    scale: float = 0.1            # weight of the memory read added to each MLP output
+    beta: float = 0.01            # scale of the projected patch tokens V
+    num_slots: int = 320          # rows of E1/E2; the patch tokens are zero-padded to this many
+    dropout: float = 0.1          # on the activated scores
+    fusion: bool = True           # the per-layer memory read on/off
+    projector_hidden: int = 128
+    adapter_dim: int = 12         # ADEM-VL's vision adapters beside each vision MLP
+    adapter_scale: float = 0.1
+    adapter_dropout: float = 0.1
+    feature_layer: int = -2       # same data path as ADEM-VL (penultimate block + post_layernorm)
+    modality_embedding: bool = True  # defined but unused by the reference, and counted in its 3.9M
+
+
+class MemoryMLP(nn.Module):
+    """h + MLP(n) + s·drop(silu(n Kᵀ)) U, with K = V+E1, U = V+E2 (both per sample)."""
+
+    def __init__(self, base_layer: nn.Module, state: FusionState, scale: float, dropout: float):
+        super().__init__()
+        self.base_layer = base_layer
+        self.state = state
+        self.scale = scale
+        self.dropout = mark_trainable(nn.Dropout(dropout))  # follows model.train()/eval()
+
+    def forward(self, n: torch.Tensor) -> torch.Tensor:
+        out = self.base_layer(n)
+        visual = self.state.visual
+        if visual is None or visual.keys is None:
+            return out
+        keys, values = visual.keys.to(n.dtype), visual.values.to(n.dtype)
+        scores = self.dropout(F.silu(torch.matmul(n, keys.transpose(-1, -2))))
+        return out + self.scale * torch.matmul(scores, values).to(out.dtype)
+
+
+class MemVP(FusionMethod):
+    name = "memvp"
+    settings_class = MemVPSettings
+
+    def __init__(self, settings: MemVPSettings, llm: nn.Module, vision: VisionTower, state: FusionState):
+        super().__init__(settings, llm, vision, state)
+        s = settings
+        vision.block_index(s.feature_layer)
+        patches = vision.grid * vision.grid
+        if s.num_slots < patches:
+            raise ValueError(f"memvp num_slots={s.num_slots} is smaller than the tower's {patches} patch tokens")
+        self.vision = [vision]
+        d, d_v = self.llm_hidden, vision.hidden_size
+        self.projector = Projector(d_v, d, s.projector_hidden)
+        self.pos_keys = nn.Parameter(torch.randn(s.num_slots, d) * 0.02)   # E1
+        self.pos_values = nn.Parameter(torch.zeros(s.num_slots, d))        # E2
+        # Unused (no gradient): present in the reference model and in its parameter count.
+        self.modality_embedding = nn.Embedding(2, d) if s.modality_embedding else None
+
+        for block in vision.blocks:
+            adapter = ParallelAdapter(d_v, s.adapter_dim, s.adapter_scale, s.adapter_dropout)
+            block.mlp = MLPWithParallelAdapter(block.mlp, mark_trainable(adapter))
+        if s.fusion:
+            mlp_name = decoder_layout(llm).mlp
+            for block in decoder_blocks(llm):
+                setattr(block, mlp_name, MemoryMLP(get_attr(block, mlp_name), state, s.scale, s.dropout))
+
+    @property
+    def num_input_tokens(self) -> int:
+        return 0
+
+    @property
+    def feature_layers(self) -> list[int]:
+        return [self.settings.feature_layer]
+
+    def encode(self, features, has_image, batch_size) -> VisualInputs:
+        s = self.settings
+        param = self.pos_keys
+        has_image = has_image.to(param.device, torch.bool)
+        memory = param.new_zeros(batch_size, s.num_slots, self.llm_hidden)
+        if features is not None:
+            tower = self.vision[0]
+            _, patches = tower.split_cls(tower.post_norm(features[s.feature_layer]).to(param.dtype))
+            projected = s.beta * self.projector(patches)                     # (n_img, P, d)
+            padded = F.pad(projected, (0, 0, 0, s.num_slots - projected.shape[1]))  # zero slots after the patches
+            memory = scatter_rows(memory, has_image, padded)
+        if not s.fusion:
+            return VisualInputs(has_image=has_image.to(param.dtype))
+        return VisualInputs(keys=memory + self.pos_keys, values=memory + self.pos_values,
+                            has_image=has_image.to(param.dtype))

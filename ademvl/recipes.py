@@ -1,0 +1,251 @@
+"""Training recipes: YAML files with `model`, `data` and `train` sections, overridable by dotted keys.
+
+A recipe names everything a run needs, so `ademvl train scienceqa-7b train.epochs=1`
+is reproducible from the file plus the overrides (both are saved in the run dir).
+A bare name (`scienceqa-7b`) resolves to `recipes/<name>.yaml`, searched in
+`$ADEMVL_RECIPES`, then `./recipes`, then the `recipes/` folder next to the
+installed package (the repository root for a source/editable install).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe file or override is invalid; the message names the key or file."""
+
+
+@dataclass
+class ModelSection:
+    llm: str = ""  # local dir or hub id (passed to VLModel.from_backbones)
+    vision: str = ""
+    method: str = "ademvl"
+    method_config: dict = field(default_factory=dict)  # the method's settings (free-form, checked by the method)
+    dtype: str | None = None  # dtype of the frozen backbones (float32/bfloat16/float16); adapters stay fp32
+    quantization: str | None = None  # frozen LLM linears in 4bit/8bit (bitsandbytes, GPU), e.g. Bottleneck Adapter
+    tokenizer: str | None = None  # default: the llm path
+    image_processor: str | None = None  # default: the vision path
+
+
+@dataclass
+class DataSection:
+    dataset: str = "easyvqa"  # scienceqa | coco | llava_instruct | easyvqa
+    split: str | None = "train"
+    limit: int | None = None
+    skip_bad: bool = False  # drop (and count) records whose image is missing/corrupt instead of failing
+    decode_check: bool = False  # decode every image in the pre-check (slower, catches more)
+    # loader-specific locations/options; only the ones the chosen loader accepts may be set
+    root: str | None = None  # scienceqa
+    image_root: str | None = None  # scienceqa, coco, llava_instruct
+    karpathy_json: str | None = None  # coco
+    json_path: str | None = None  # llava_instruct
+    data_dir: str | None = None  # easyvqa (default: the installed easy-vqa package)
+    prompt_format: str | None = None  # scienceqa (e.g. CQM-A)
+    prompt: str | None = None  # coco, easyvqa prompt template
+    val_fraction: float | None = None  # easyvqa
+
+
+@dataclass
+class TrainSection:
+    epochs: int = 20
+    batch_size: int = 4  # per device
+    grad_accum: int = 1
+    blr: float = 9e-3  # base lr; lr = blr * effective_batch / 256
+    lr: float | None = None  # absolute lr, overrides the blr rule when set
+    warmup_epochs: float = 2.0
+    min_lr: float = 0.0
+    weight_decay: float = 0.02
+    betas: list = field(default_factory=lambda: [0.9, 0.95])
+    grad_clip: float | None = None  # none by default (the paper's recipe)
+    seed: int = 0
+    max_length: int = 512
+    mixed_precision: str = "auto"  # auto (bf16 on GPU if supported, else fp16; "no" on CPU) | no | bf16 | fp16
+    num_workers: int = 0
+    save_every: int = 0  # optimizer steps between checkpoints; 0 = at the end of each epoch
+    keep_last: int = 2  # checkpoints kept (older ones are deleted)
+    output_dir: str | None = None  # default: runs/<recipe name>
+    log_every: int = 1  # optimizer steps between metric lines
+    max_steps: int | None = None  # cap on optimizer steps (the lr schedule still spans all epochs)
+    report_to: list = field(default_factory=list)  # extra trackers: tensorboard, wandb (when installed)
+    save_rank_weights: bool = False  # every rank writes its trainable weights at the end (DDP checks)
+    find_unused_parameters: bool = True  # DDP: SPEC's last vision adapter never gets a gradient
+
+
+@dataclass
+class Recipe:
+    name: str = "recipe"
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    source: str | None = None  # the file it was read from
+
+    @property
+    def effective_batch(self) -> int:
+        """Per-device batch × accumulation (× devices, applied by the trainer)."""
+        return self.train.batch_size * self.train.grad_accum
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection}
+FREE_FORM = {("model", "method_config")}  # dict-valued keys whose sub-keys are not checked here
+
+
+def recipe_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("ADEMVL_RECIPES"):
+        dirs.append(Path(os.environ["ADEMVL_RECIPES"]))
+    dirs.append(Path.cwd() / "recipes")
+    dirs.append(Path(__file__).resolve().parent.parent / "recipes")
+    unique = []
+    for d in dirs:
+        if d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def available_recipes() -> list[str]:
+    names = set()
+    for d in recipe_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.yaml"))
+    return sorted(names)
+
+
+def resolve_recipe_path(path_or_name: str | os.PathLike) -> Path:
+    """A path to an existing file, or a bare name looked up as `recipes/<name>.yaml`."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        raise FileNotFoundError(f"recipe file '{path}' does not exist")
+    for d in recipe_dirs():
+        candidate = d / f"{path.name}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no recipe named '{path_or_name}'; available: {', '.join(available_recipes()) or 'none'} "
+        f"(searched {', '.join(str(d) for d in recipe_dirs())})"
+    )
+
+
+def _section(cls, values: Any, where: str):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise RecipeError(f"recipe section '{where}' must be a mapping, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise RecipeError(f"unknown recipe key '{where}.{unknown[0]}'; valid keys in '{where}': {', '.join(sorted(known))}")
+    return cls(**{k: _coerce(cls, k, v, where) for k, v in values.items()})
+
+
+def _coerce(cls, key: str, value: Any, where: str) -> Any:
+    """YAML reads `1e-3` (no dot) as a string: turn numeric strings into the field's number type."""
+    annotation = str({f.name: f.type for f in dataclasses.fields(cls)}[key])
+    if not isinstance(value, str) or annotation.startswith("str"):
+        return value
+    for kind, convert in (("float", float), ("int", int)):
+        if annotation.startswith(kind):
+            try:
+                return convert(value)
+            except ValueError:
+                raise RecipeError(f"recipe key '{where}.{key}' must be a number, got {value!r}") from None
+    return value
+
+
+def recipe_from_dict(data: dict, name: str = "recipe", source: str | None = None) -> Recipe:
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe {source or name} must be a YAML mapping with model/data/train sections")
+    data = dict(data)
+    name = data.pop("name", name)
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise RecipeError(f"unknown recipe key '{unknown[0]}'; valid top-level keys: name, {', '.join(SECTIONS)}")
+    sections = {key: _section(cls, data.get(key), key) for key, cls in SECTIONS.items()}
+    recipe = Recipe(name=str(name), source=source, **sections)
+    validate(recipe)
+    return recipe
+
+
+def apply_override(data: dict, key: str, value: Any) -> None:
+    """Set `data[a][b][c] = value` for `key = "a.b.c"`, refusing keys the recipe does not have."""
+    parts = key.split(".")
+    if parts[0] == "name" and len(parts) == 1:
+        data["name"] = value
+        return
+    if parts[0] not in SECTIONS:
+        raise RecipeError(f"unknown recipe key '{key}'; keys start with name, {', '.join(SECTIONS)}")
+    if len(parts) < 2:
+        raise RecipeError(f"override '{key}' names a whole section; set one key, e.g. '{key}.<key>=value'")
+    section, sub = parts[0], parts[1]
+    known = {f.name for f in dataclasses.fields(SECTIONS[section])}
+    if sub not in known:
+        raise RecipeError(f"unknown recipe key '{key}'; valid keys in '{section}': {', '.join(sorted(known))}")
+    if len(parts) > 2 and (section, sub) not in FREE_FORM:
+        raise RecipeError(f"unknown recipe key '{key}': '{section}.{sub}' has no sub-keys")
+    node = data.setdefault(section, {}) or {}
+    data[section] = node
+    for part in parts[1:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise RecipeError(f"override '{key}': '{part}' is not a mapping")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_recipe(path_or_name: str | os.PathLike, overrides: list[str] | dict | None = None) -> Recipe:
+    """Read a recipe file (or `recipes/<name>.yaml`) and apply `key=value` overrides (values parsed as YAML)."""
+    path = resolve_recipe_path(path_or_name)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise RecipeError(f"recipe '{path}' is not valid YAML: {str(error).splitlines()[0]}") from error
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe '{path}' must be a YAML mapping with model/data/train sections")
+    if isinstance(overrides, dict):
+        items = list(overrides.items())
+    else:
+        from .commands.options import parse_overrides
+
+        items = []
+        for item in overrides or []:  # keep order and allow repeated keys (last wins)
+            items.extend(parse_overrides([item]).items())
+    for key, value in items:
+        apply_override(data, key, value)
+    return recipe_from_dict(data, name=path.stem, source=str(path))
+
+
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+
+
+def validate(recipe: Recipe) -> None:
+    t = recipe.train
+    if not recipe.model.llm or not recipe.model.vision:
+        raise RecipeError("recipe must set model.llm and model.vision")
+    for key in ("epochs", "batch_size", "grad_accum", "max_length", "log_every"):
+        value = getattr(t, key)
+        if not isinstance(value, int) or value < 1:
+            raise RecipeError(f"train.{key} must be a positive integer, got {value!r}")
+    if t.keep_last < 1:
+        raise RecipeError(f"train.keep_last must be ≥ 1, got {t.keep_last}")
+    if t.save_every < 0:
+        raise RecipeError(f"train.save_every must be ≥ 0, got {t.save_every}")
+    if t.warmup_epochs < 0:  # more than train.epochs is allowed: the run then ends still warming up
+        raise RecipeError(f"train.warmup_epochs must be ≥ 0, got {t.warmup_epochs}")
+    if t.mixed_precision not in MIXED_PRECISION:
+        raise RecipeError(f"train.mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {t.mixed_precision!r}")
+    if not (isinstance(t.betas, (list, tuple)) and len(t.betas) == 2):
+        raise RecipeError(f"train.betas must be two numbers, got {t.betas!r}")
+    if t.max_steps is not None and t.max_steps < 1:
+        raise RecipeError(f"train.max_steps must be ≥ 1 when set, got {t.max_steps}")

@@ -1,0 +1,113 @@
+"""Records → per-rank micro-batches in a seeded, resumable order.
+
+The order of epoch `e` is a permutation drawn from `seed + e` alone, so a
+resumed run can skip straight to the micro-batch it stopped at without
+touching any other random state. Every rank gets the same number of
+micro-batches (the index list is padded by wrapping around, as
+`DistributedSampler` does), so DDP never waits on a missing rank.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..collate import VLCollator
+from ..data import DATASETS, VLExample, filter_loadable, load_dataset
+from ..data.images import ImageError
+from ..recipes import DataSection, RecipeError
+
+logger = logging.getLogger(__name__)
+
+LOADER_KEYS = ("split", "limit", "root", "image_root", "karpathy_json", "json_path", "data_dir",
+               "prompt_format", "prompt", "val_fraction")
+
+
+def loader_kwargs(data: DataSection) -> dict:
+    """The recipe's data keys that the chosen loader takes; a set key it does not take is an error."""
+    if data.dataset not in DATASETS:
+        raise RecipeError(f"unknown data.dataset '{data.dataset}'; available: {', '.join(sorted(DATASETS))}")
+    accepted = set(inspect.signature(DATASETS[data.dataset]).parameters)
+    kwargs = {}
+    for key in LOADER_KEYS:
+        value = getattr(data, key)
+        if value is None:
+            continue
+        if key not in accepted:
+            if key == "split":  # llava_instruct has no splits
+                continue
+            raise RecipeError(f"data.{key} is not an option of dataset '{data.dataset}' "
+                              f"(it takes: {', '.join(sorted(accepted))})")
+        kwargs[key] = value
+    return kwargs
+
+
+def load_examples(data: DataSection) -> tuple[list[VLExample], int]:
+    """Load the records and check their images once: fail naming the file and record, or skip and count."""
+    try:
+        examples = load_dataset(data.dataset, **loader_kwargs(data))
+    except (OSError, KeyError, TypeError) as error:
+        raise ValueError(f"cannot load dataset '{data.dataset}': {error}") from error
+    examples, skipped = filter_loadable(examples, skip_bad=data.skip_bad, decode=data.decode_check)
+    if not examples:
+        raise ValueError(f"dataset '{data.dataset}' has no usable records"
+                         + (f" ({skipped} skipped for bad images)" if skipped else ""))
+    return examples, skipped
+
+
+class ExampleList(Dataset):
+    def __init__(self, examples: list[VLExample]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> VLExample:
+        return self.examples[index]
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """This rank's micro-batches (lists of record indices) for `epoch`."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    per_rank = math.ceil(n / world)
+    order = (order * math.ceil(per_rank * world / n))[: per_rank * world]  # wrap to equal shares
+    mine = order[rank::world]
+    return [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
+
+
+def micro_batches_per_epoch(n: int, batch_size: int, world: int) -> int:
+    return math.ceil(math.ceil(n / world) / batch_size)
+
+
+class SafeCollator:
+    """The collator, with an image that breaks after the pre-check reported by file and record."""
+
+    def __init__(self, collator: VLCollator, skip_bad: bool):
+        self.collator, self.skip_bad = collator, skip_bad
+
+    def __call__(self, examples: list[VLExample]) -> dict:
+        try:
+            return self.collator(examples)
+        except ImageError:
+            if not self.skip_bad:
+                raise
+        good = []
+        for ex in examples:  # find and drop the broken one(s)
+            try:
+                self.collator([ex])
+                good.append(ex)
+            except ImageError as error:
+                logger.warning("skipping record during training: %s", error)
+        if not good:
+            raise ImageError(f"every image of a batch failed to load (records {[e.id for e in examples]})")
+        return self.collator(good)
+
+
+def make_loader(examples, batches: list[list[int]], collator, num_workers: int, seed: int) -> DataLoader:
+    """A loader over precomputed batches; its own generator keeps the global RNG untouched."""
+    return DataLoader(ExampleList(examples), batch_sampler=batches, collate_fn=collator,
+                      num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
+                      persistent_workers=False)

@@ -1,0 +1,310 @@
+"""The training loop: one recipe → a trained adapter, on 1 CPU or N GPUs without code changes.
+
+Scaling comes from `accelerate` (`accelerate launch` / `torchrun` start the
+processes; DDP wraps the model). Only the trainable parameters are optimised,
+kept in fp32 while the frozen backbones may run in bf16/fp16 under autocast.
+Gradient accumulation is explicit (`no_sync` on all but the last micro-batch
+of a step) so that the step count, data position and lr schedule are plain
+integers that a checkpoint can restore exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..checkpoint import atomic_write_bytes, atomic_write_json
+from ..collate import VLCollator
+from ..loading import load_image_processor
+from ..recipes import Recipe
+from . import data as data_mod
+from .metrics import MetricsLog, available_trackers
+from .schedule import build_optimizer, scaled_lr
+from .state import latest_checkpoint, load_checkpoint, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_DIR = "adapter"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, unusable run directory, ...); the message says why."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The loss became NaN or inf; the message names the step."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    adapter_dir: Path  # final trainable weights (load with VLModel.from_adapter)
+    steps: int  # optimizer steps done in total (including those before a resume)
+    total_steps: int  # steps the schedule spans (epochs × steps per epoch)
+    final_loss: float | None  # mean loss of the last optimizer step (all ranks)
+    seconds: float  # wall time of this invocation
+    samples_per_second: float  # this invocation, all ranks
+    steps_per_second: float
+    examples: int  # records used
+    skipped: int  # records dropped for bad images (data.skip_bad)
+    lr: float  # peak lr after the blr rule
+    effective_batch: int
+    resumed_from: Path | None = None
+    stopped_early: bool = False  # stop_after / max_steps ended it before the schedule's end
+    main_process: bool = True  # False on the other ranks of a multi-process run
+
+
+def resolve_mixed_precision(value: str) -> str:
+    if value != "auto":
+        if value != "no" and not torch.cuda.is_available():
+            raise ValueError(f"train.mixed_precision={value} needs a GPU; use 'no' (or 'auto') on CPU")
+        return value
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def run_dir_of(recipe: Recipe, output_dir=None) -> Path:
+    return Path(output_dir or recipe.train.output_dir or Path("runs") / recipe.name)
+
+
+# Names of the embedded demo backbones (ademvl.backbones) → the function that builds/returns their directory.
+BACKBONE_ALIASES = {"smollm2": "smollm2_path", "easyvqa-clip": "tiny_clip_path"}
+
+
+def resolve_backbones(recipe: Recipe) -> Recipe:
+    """Replace the demo aliases in model.llm/vision (unless such a path exists) by their cached directories."""
+    def resolve(name):
+        if name in BACKBONE_ALIASES and not Path(name).exists():
+            from .. import backbones
+
+            return str(getattr(backbones, BACKBONE_ALIASES[name])())
+        return name
+
+    m = recipe.model
+    if m.llm not in BACKBONE_ALIASES and m.vision not in BACKBONE_ALIASES:
+        return recipe
+    model = dataclasses.replace(m, llm=resolve(m.llm), vision=resolve(m.vision))
+    return dataclasses.replace(recipe, model=model)
+
+
+def build_model(recipe: Recipe):
+    """The recipe's backbones + method, trainable weights in fp32."""
+    from ..model import VLModel
+
+    m = recipe.model
+    extra = {"quantization": m.quantization} if m.quantization else {}
+    model = VLModel.from_backbones(m.llm, m.vision, method=m.method, method_config=dict(m.method_config),
+                                   dtype=m.dtype, **extra)
+    for p in model.trainable_parameters().values():
+        if p.dtype != torch.float32:
+            p.data = p.data.float()
+    return model
+
+
+def load_tokenizer(recipe: Recipe):
+    from transformers import AutoTokenizer
+
+    source = recipe.model.tokenizer or recipe.model.llm
+    try:
+        return AutoTokenizer.from_pretrained(str(source))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot load tokenizer from '{source}': {str(error).splitlines()[0]}") from error
+
+
+def _atomic_copy_dir(src: Path, dst: Path) -> None:
+    tmp = dst.parent / f".{dst.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    old = dst.parent / f".{dst.name}.old"
+    if dst.exists():
+        dst.rename(old)
+    tmp.rename(dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, stop_after: int | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train `recipe`'s method; returns where the adapter is and how the run went.
+
+    resume: continue from the newest checkpoint in the run dir (same optimizer,
+        schedule, data position and RNG state as if never stopped).
+    model: a ready `VLModel` to train instead of building one from `recipe.model`.
+    stop_after: save a checkpoint and stop once this many optimizer steps are done
+        in total, without changing the schedule (used to test resuming).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, send_to_device, set_seed
+    from tqdm.auto import tqdm
+
+    t = recipe.train
+    run_dir = run_dir_of(recipe, output_dir)
+    trackers = available_trackers(t.report_to)
+    accelerator = Accelerator(
+        mixed_precision=resolve_mixed_precision(t.mixed_precision),
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=t.find_unused_parameters)],
+        log_with=trackers or None,
+        project_dir=str(run_dir),
+    )
+    main = accelerator.is_main_process
+    if resume:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise TrainingError(f"--resume: no checkpoint in '{run_dir / 'checkpoints'}'")
+    else:
+        checkpoint = None
+        if latest_checkpoint(run_dir) is not None:
+            raise TrainingError(f"run dir '{run_dir}' already has checkpoints: pass --resume to continue it, "
+                                "or choose another --output-dir")
+    accelerator.wait_for_everyone()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run_dir / "recipe.yaml",
+                           lambda tmp: Path(tmp).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False)))
+    with accelerator.main_process_first():  # a demo backbone is built once, by rank 0
+        recipe = resolve_backbones(recipe)
+    set_seed(t.seed)
+
+    examples, skipped = data_mod.load_examples(recipe.data)
+    tokenizer = load_tokenizer(recipe)
+    image_processor = load_image_processor(recipe.model.image_processor or recipe.model.vision)
+    if model is None:
+        model = build_model(recipe)
+    model.train()
+    collator = data_mod.SafeCollator(
+        VLCollator(tokenizer, image_processor, model.method.num_input_tokens, max_length=t.max_length),
+        skip_bad=recipe.data.skip_bad)
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    micro_per_epoch = data_mod.micro_batches_per_epoch(len(examples), t.batch_size, world)
+    steps_per_epoch = math.ceil(micro_per_epoch / t.grad_accum)
+    total_steps = t.epochs * steps_per_epoch
+    effective_batch = t.batch_size * t.grad_accum * world
+    lr = t.lr if t.lr is not None else scaled_lr(t.blr, effective_batch)
+    last_step = min(total_steps, t.max_steps or total_steps)
+    if stop_after is not None:
+        last_step = min(last_step, stop_after)
+
+    optimizer, scheduler = build_optimizer(model, lr, t.weight_decay, t.betas, steps_per_epoch, t.epochs,
+                                           t.warmup_epochs, t.min_lr)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    position = {"step": 0, "epoch": 0, "micro": 0, "world_size": world, "final_loss": None}
+    if checkpoint is not None:
+        position = load_checkpoint(accelerator, model, optimizer, scheduler, checkpoint)
+        if position["world_size"] != world:
+            raise TrainingError(f"checkpoint '{checkpoint}' was written by {position['world_size']} process(es); "
+                                f"resume it with the same number (now {world})")
+        if main:
+            logger.info("resumed from %s at step %d", checkpoint, position["step"])
+    if trackers:
+        accelerator.init_trackers(recipe.name, config={"lr": lr, "effective_batch": effective_batch})
+
+    metrics = MetricsLog(run_dir, accelerator, enabled=main)
+    step, epoch, micro = position["step"], position["epoch"], position["micro"]
+    final_loss = position.get("final_loss")
+    start_step, start_time = step, time.perf_counter()
+    samples_seen = 0
+    bar = tqdm(total=last_step, initial=step, disable=not (progress and main), desc=f"train {recipe.name}",
+               unit="step", dynamic_ncols=True)
+    saved_at = step
+
+    def save(epoch_now: int, micro_now: int) -> None:
+        nonlocal saved_at
+        save_checkpoint(accelerator, model, optimizer, scheduler, run_dir,
+                        {"step": step, "epoch": epoch_now, "micro": micro_now, "world_size": world,
+                         "final_loss": final_loss}, t.keep_last)
+        saved_at = step
+
+    done = step >= last_step
+    try:
+        while not done and epoch < t.epochs:
+            batches = data_mod.epoch_batches(len(examples), t.batch_size, t.seed, epoch, rank, world)
+            loader = data_mod.make_loader(examples, batches[micro:], collator, t.num_workers, t.seed + epoch)
+            batch_iter = iter(loader)
+            while micro < len(batches):
+                n_micro = min(t.grad_accum, len(batches) - micro)
+                tick = time.perf_counter()
+                losses, n_samples = [], 0
+                for j in range(n_micro):
+                    batch = send_to_device(next(batch_iter), accelerator.device)
+                    n_samples += batch["input_ids"].shape[0]
+                    last = j == n_micro - 1
+                    with nullcontext() if last or world == 1 else accelerator.no_sync(model):
+                        loss = model(**batch).loss
+                        accelerator.backward(loss / n_micro)
+                    losses.append(loss.detach().float())
+                micro += n_micro
+                step_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean")
+                loss_value = float(step_loss)
+                if not math.isfinite(loss_value):
+                    raise NonFiniteLossError(
+                        f"loss is {loss_value} at step {step + 1} (epoch {epoch + 1}, lr {scheduler.get_last_lr()[0]:.3g}); "
+                        f"stopping without applying it (last checkpoint: step {saved_at})")
+                if t.grad_clip:
+                    accelerator.clip_grad_norm_(trainable, t.grad_clip)
+                step_lr = scheduler.get_last_lr()[0]
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                final_loss = loss_value
+                elapsed = time.perf_counter() - tick
+                samples_seen += n_samples * world
+                throughput = n_samples * world / elapsed if elapsed > 0 else 0.0
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{step_lr:.2e}", samples_s=f"{throughput:.1f}")
+                if step % t.log_every == 0 or step == last_step:
+                    metrics.log({"step": step, "epoch": epoch + micro / len(batches), "loss": loss_value,
+                                 "lr": step_lr, "samples_per_s": throughput, "step_seconds": elapsed})
+                end_of_epoch = micro >= len(batches)
+                next_pos = (epoch + 1, 0) if end_of_epoch else (epoch, micro)
+                done = step >= last_step
+                if (t.save_every and step % t.save_every == 0) or (not t.save_every and end_of_epoch) or done:
+                    save(*next_pos)
+                if done:
+                    break
+            epoch, micro = (epoch + 1, 0) if micro >= len(batches) else (epoch, micro)
+    finally:
+        bar.close()
+
+    seconds = time.perf_counter() - start_time
+    adapter_dir = run_dir / ADAPTER_DIR
+    unwrapped = accelerator.unwrap_model(model)
+    if main:
+        tmp = run_dir / f".{ADAPTER_DIR}.build"
+        shutil.rmtree(tmp, ignore_errors=True)
+        unwrapped.save_adapter(tmp)
+        _atomic_copy_dir(tmp, adapter_dir)
+        shutil.rmtree(tmp, ignore_errors=True)
+    if t.save_rank_weights:
+        from safetensors.torch import save_file
+
+        state = {n: p.detach().cpu().contiguous() for n, p in unwrapped.trainable_parameters().items()}
+        out = run_dir / "rank_weights" / f"rank{rank}.safetensors"
+        atomic_write_bytes(out, lambda tmp: save_file(state, tmp))
+    done_steps = step - start_step
+    result = TrainResult(
+        run_dir=run_dir, adapter_dir=adapter_dir, steps=step, total_steps=total_steps, final_loss=final_loss,
+        seconds=seconds, samples_per_second=samples_seen / seconds if seconds > 0 else 0.0,
+        steps_per_second=done_steps / seconds if seconds > 0 else 0.0, examples=len(examples), skipped=skipped,
+        lr=lr, effective_batch=effective_batch, resumed_from=checkpoint, stopped_early=step < total_steps,
+        main_process=main,
+    )
+    if main:
+        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()}
+        atomic_write_json(run_dir / "train_summary.json", summary)
+    if trackers:
+        accelerator.end_training()
+    accelerator.wait_for_everyone()
+    return result

@@ -1,0 +1,39 @@
+"""Tiny baselines (bottleneck, lavin, memvp, llava-lora) for the tests/test_methods_*.py files."""
+import torch
+
+from ademvl.model import VLModel
+from tiny import batch, tiny_llm, tiny_vision
+
+PAD = 0
+# Tiny towers have 3 blocks and a 4×4 grid: every block's [cls], 20 memory slots.
+TINY = {
+    "bottleneck": dict(neck_every=1),
+    "lavin": dict(neck_every=1),
+    "memvp": dict(num_slots=20),
+    "llava-lora": dict(),
+}
+METHODS = sorted(TINY)
+
+
+def build(method, arch="llama", seed=0, **settings):
+    llm = tiny_llm(arch, seed)
+    model = VLModel.from_backbones(llm, tiny_vision("clip", seed + 1), method=method, **{**TINY[method], **settings})
+    return model.eval()
+
+
+def liven(model, seed=2):
+    """Make zero-initialised weights non-zero so that every path is at work."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.trainable_parameters().values():
+            if not p.abs().any():
+                p.normal_(0, 0.3)
+    return model
+
+
+def inputs(method, image_rows=(1, 0), length=12):
+    n = 16 if method == "llava-lora" else 3  # 4×4 patches, or 3 [cls]
+    ids, pixels, has_image, slot = batch(batch_size=2, length=length + n, image_rows=image_rows, slot=2)
+    return dict(input_ids=ids, pixel_values=pixels, has_image=has_image, image_slot=slot)
+
+

@@ -1,0 +1,56 @@
+"""On-disk fixtures for the training tests: tiny backbones saved with save_pretrained, an easy-VQA
+layout of solid-colour images, and a recipe YAML naming them (all in a tmp dir, no downloads)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from tiny import tiny_image_processor, tiny_llm, tiny_tokenizer, tiny_vision, write_image
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
+
+
+def write_backbones(root: Path) -> tuple[str, str]:
+    """`root/llm` (LLaMA + tokenizer) and `root/vision` (CLIP + image processor)."""
+    tok = tiny_tokenizer()
+    llm_dir, vision_dir = root / "llm", root / "vision"
+    tiny_llm("llama", seed=0, vocab=len(tok)).save_pretrained(llm_dir)
+    tok.save_pretrained(llm_dir)
+    tiny_vision("clip", seed=1).save_pretrained(vision_dir)
+    tiny_image_processor(32).save_pretrained(vision_dir)
+    return str(llm_dir), str(vision_dir)
+
+
+def write_easyvqa(root: Path, n_images: int = 12) -> str:
+    """easy-VQA layout: the answer is the image's colour, so the task is learnable only by looking."""
+    data = root / "easyvqa"
+    questions = []
+    names = list(COLOURS)
+    for i in range(n_images):
+        colour = names[i % len(names)]
+        write_image(data / "train" / "images" / f"{i}.png", COLOURS[colour], size=36)
+        questions.append(["what colour is the shape?", colour, i])
+    (data / "train" / "questions.json").write_text(json.dumps(questions))
+    (data / "answers.txt").write_text("\n".join(names) + "\n")
+    return str(data)
+
+
+def write_recipe(root: Path, train: dict | None = None, data: dict | None = None, name: str = "tiny") -> Path:
+    """A recipe over the tiny fixtures (built once per root)."""
+    if not (root / "llm").exists():
+        write_backbones(root)
+        write_easyvqa(root)
+    recipe = {
+        "model": {"llm": str(root / "llm"), "vision": str(root / "vision"), "method": "ademvl",
+                  "method_config": {"scales": [16, 4]}},
+        "data": {"dataset": "easyvqa", "split": "train", "val_fraction": 0.0, "data_dir": str(root / "easyvqa"),
+                 **(data or {})},
+        "train": {"epochs": 2, "batch_size": 4, "grad_accum": 1, "blr": 9e-3, "lr": 3e-3, "warmup_epochs": 0,
+                  "max_length": 96, "mixed_precision": "no", "seed": 0, "output_dir": str(root / "run"),
+                  "keep_last": 2, **(train or {})},
+    }
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
