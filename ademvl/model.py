@@ -212,7 +212,8 @@ class VLModel(PreTrainedModel, GenerationMixin):
 
             attention_mask = widen_mask(attention_mask, batch, real_past + length, n_prefix, inputs_embeds.device)
             if past_length == 0:
-                prefix = self.method.prefix_tokens(visual.has_image).to(inputs_embeds)
+                has = visual.has_image if visual.has_image is not None else inputs_embeds.new_zeros(batch)
+                prefix = self.method.prefix_tokens(has).to(inputs_embeds)
                 inputs_embeds = torch.cat([prefix, inputs_embeds], dim=1)
             position_ids = None  # recounted below over the widened mask
             llm_mask = attention_mask

@@ -49,6 +49,8 @@ class DataSection:
     prompt_format: str | None = None  # scienceqa (e.g. CQM-A)
     prompt: str | None = None  # coco, easyvqa prompt template
     val_fraction: float | None = None  # easyvqa
+    balance_by: str | None = None  # meta key (e.g. qtype): `limit` records drawn evenly across its values
+    sample_seed: int = 0  # which records `balance_by` draws
 
 
 @dataclass

@@ -23,9 +23,13 @@ def tiny_presets(monkeypatch):
         answer_len=2, new_tokens=2, repeats=2, warmup=0))
 
 
+# ADEM-VL and, when registered, the reference of the ratio columns (all methods would be slow here).
+CHOSEN = ["ademvl"] + [m for m in ("llava-lora",) if m in METHODS]
+
+
 def test_bench_writes_json_and_markdown(tmp_path, tiny_presets, capsys):
     rc = main(["bench", "--quick", "--threads", "1", "--llm", "tiny-llama", "--vision", "tiny-clip",
-               "--text-len", "8", "--out", str(tmp_path), "--note", "test run"])
+               "--text-len", "8", "--out", str(tmp_path), "--note", "test run", "--methods", *CHOSEN])
     assert rc == 0
     record = json.loads((tmp_path / "results.json").read_text())
     assert {"cpu", "cores", "torch"} <= set(record["machine"])
@@ -33,19 +37,21 @@ def test_bench_writes_json_and_markdown(tmp_path, tiny_presets, capsys):
 
     (table,) = record["flops"]
     assert table["llm"] == "tiny-llama" and table["text_len"] == 8
-    assert set(table["rows"]) == {"bare-llm", *METHODS}
+    assert set(table["rows"]) == {"bare-llm", *CHOSEN}
     ademvl = table["rows"]["ademvl"]
     assert ademvl["extra_tokens"] == 1
     assert ademvl["counted_fusion"]["forward"] == ademvl["analytic_fusion"]["forward"] > 0
     assert ademvl["forward"] > table["rows"]["bare-llm"]["forward"]
 
     clock = record["wall_clock"]
-    assert set(clock["rows"]) | set(clock["errors"]) == {"bare-llm", *METHODS}
+    assert set(clock["rows"]) == {"bare-llm", *CHOSEN} and not clock["errors"]
     row = clock["rows"]["ademvl"]
     for kind in ("forward", "forward_llm", "train", "generate"):
         assert row[kind] > 0 and len(row[kind + "_samples"]) == 2
         assert row[f"{kind}_vs_bare-llm"] == pytest.approx(row[kind] / clock["rows"]["bare-llm"][kind])
     assert clock["rows"]["bare-llm"]["forward_vs_bare-llm"] == 1.0
+    if "llava-lora" in CHOSEN:
+        assert row["train_vs_llava-lora"] == pytest.approx(row["train"] / clock["rows"]["llava-lora"]["train"])
 
     md = (tmp_path / "results.md").read_text()
     assert "| method | extra input tokens | trainable | forward TFLOPs (prompt) |" in md
@@ -57,3 +63,15 @@ def test_bench_writes_json_and_markdown(tmp_path, tiny_presets, capsys):
 def test_bench_rejects_an_unknown_method(tmp_path, capsys):
     assert main(["bench", "--methods", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown method(s) ['nope']" in capsys.readouterr().err
+
+
+def test_depth_extrapolation_equals_the_full_depth_count(tiny_presets, monkeypatch):
+    from ademvl.bench.flops import flops_table
+
+    monkeypatch.setitem(presets.LLM_PRESETS, "tiny-llama-4", lambda: LlamaConfig(
+        hidden_size=32, intermediate_size=86, num_hidden_layers=4, num_attention_heads=4, vocab_size=100))
+    fast = flops_table("tiny-llama-4", "tiny-clip", 8, ["ademvl"])["rows"]
+    exact = flops_table("tiny-llama-4", "tiny-clip", 8, ["ademvl"], exact=True)["rows"]
+    for name in ("bare-llm", "ademvl"):
+        assert {k: fast[name][k] for k in ("forward", "decode", "train")} == \
+               {k: exact[name][k] for k in ("forward", "decode", "train")}

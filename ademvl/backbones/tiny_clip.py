@@ -92,6 +92,16 @@ class TinyClipRecipe:
     weight_decay: float = 0.05
     warmup_frac: float = 0.1
     aux_patch_weight: float = 0.5
+    # per-image augmentation ops, comma separated, from: "translate" (keep the
+    # shape's bounding box in frame, fill with the image's background colour),
+    # "scale" (resize by 1 +- scale_range), "hflip", "vflip", "transpose"
+    # ("hflip,vflip,transpose" = all 8 dihedral symmetries). "" = none.
+    augment: str = ""
+    scale_range: float = 0.2
+    contrastive_weight: float = 1.0
+    sup_weight: float = 0.0      # CE heads (shape, colour) on [cls] + patch mean, see _sup_loss
+    sup_layers: str = "last"     # "last", "penultimate" or "both" (post_layernorm applied)
+    label_smoothing: float = 0.0
     aux_target: str = "image"    # per-patch targets: "image" labels, "local" pixels, "mean" patch
     n_images: int | None = None  # use the first n train images (None: all)
     holdout: int = 1000          # train images never used for pretraining
@@ -263,6 +273,89 @@ def to_pixel_values(images_u8):
     return (x - mean) / std
 
 
+def foreground_boxes(images_u8, tol: int = 10):
+    """``[N,4]`` (y0, y1, x0, x1), end-exclusive, of the pixels that differ from
+    the image's background (its top-left pixel: easy-vqa backgrounds are one
+    flat, lightly tinted colour) by more than ``tol`` in some channel."""
+    import torch
+
+    fg = (images_u8.int() - images_u8[:, :1, :1].int()).abs().amax(-1) > tol  # [N,H,W]
+    n, h, w = fg.shape
+    rows, cols = fg.any(2), fg.any(1)
+    ar_h, ar_w = torch.arange(h), torch.arange(w)
+    y0 = torch.where(rows, ar_h, h).amin(1)
+    y1 = torch.where(rows, ar_h + 1, 0).amax(1)
+    x0 = torch.where(cols, ar_w, w).amin(1)
+    x1 = torch.where(cols, ar_w + 1, 0).amax(1)
+    empty = ~rows.any(1)
+    box = torch.stack([y0, y1, x0, x1], 1)
+    box[empty] = torch.tensor([0, h, 0, w])
+    return box
+
+
+AUGMENT_OPS = ("translate", "scale", "hflip", "vflip", "transpose")
+
+
+def parse_augment(spec: str) -> tuple[str, ...]:
+    ops = tuple(o.strip() for o in spec.split(",") if o.strip())
+    bad = [o for o in ops if o not in AUGMENT_OPS]
+    if bad:
+        raise ValueError(f"unknown augment op(s) {bad}; choose from {AUGMENT_OPS}")
+    return ops
+
+
+def augment_batch(x, boxes, ops, g, scale_range: float = 0.2):
+    """Label-preserving random transform of each image of ``x`` ``[B,3,H,W]``
+    (normalised pixels) given its foreground ``boxes``. The shape stays fully in
+    frame and uncovered pixels take the image's own background value, so the
+    result looks like another easy-vqa image of the same shape and colour."""
+    import torch
+    import torch.nn.functional as F
+
+    if not ops:
+        return x
+    b, _, h, w = x.shape
+    out = torch.empty_like(x)
+    rnd = torch.rand(b, 6, generator=g)
+    for i in range(b):
+        img = x[i]
+        bg = img[:, :1, :1]
+        y0, y1, x0, x1 = (int(v) for v in boxes[i])
+        if "scale" in ops:
+            s = 1.0 + (2 * float(rnd[i, 0]) - 1) * scale_range
+            hs = ws = max(8, round(h * s))
+            img = F.interpolate(img[None], size=(hs, ws), mode="bilinear",
+                                align_corners=False, antialias=s < 1)[0]
+            y0, x0 = math.floor(y0 * hs / h), math.floor(x0 * ws / w)
+            y1, x1 = min(hs, math.ceil(y1 * hs / h)), min(ws, math.ceil(x1 * ws / w))
+        hs, ws = img.shape[1:]
+        if "transpose" in ops and rnd[i, 1] < 0.5:
+            img = img.transpose(1, 2)
+            y0, y1, x0, x1, hs, ws = x0, x1, y0, y1, ws, hs
+        if "hflip" in ops and rnd[i, 2] < 0.5:
+            img = img.flip(2)
+            x0, x1 = ws - x1, ws - x0
+        if "vflip" in ops and rnd[i, 3] < 0.5:
+            img = img.flip(1)
+            y0, y1 = hs - y1, hs - y0
+        # offset of img's top-left corner in the output; keep the box in frame
+        lo_y, hi_y = -y0, h - y1
+        lo_x, hi_x = -x0, w - x1
+        if "translate" in ops and hi_y >= lo_y and hi_x >= lo_x:
+            oy = lo_y + int(float(rnd[i, 4]) * (hi_y - lo_y + 1))
+            ox = lo_x + int(float(rnd[i, 5]) * (hi_x - lo_x + 1))
+        else:  # centre the resized image, nudged to keep the box in frame
+            oy = min(max((h - hs) // 2, lo_y), max(hi_y, lo_y))
+            ox = min(max((w - ws) // 2, lo_x), max(hi_x, lo_x))
+        canvas = bg.expand(-1, h, w).clone()
+        sy0, sx0 = max(0, -oy), max(0, -ox)
+        sy1, sx1 = min(hs, h - oy), min(ws, w - ox)
+        if sy1 > sy0 and sx1 > sx0:
+            canvas[:, oy + sy0:oy + sy1, ox + sx0:ox + sx1] = img[:, sy0:sy1, sx0:sx1]
+        out[i] = canvas
+    return out
+
+
 def split_indices(n: int, holdout: int, seed: int):
     """Deterministic (pretrain_idx, holdout_idx) split of ``range(n)``."""
     import torch
@@ -327,6 +420,33 @@ def _num_steps(r: TinyClipRecipe, n_train: int) -> int:
     return max(1, math.ceil(r.epochs * n_train / r.batch_size))
 
 
+def _sup_layer_names(r: TinyClipRecipe) -> tuple[str, ...]:
+    names = {"last": ("last",), "penultimate": ("penultimate",),
+             "both": ("last", "penultimate")}
+    if r.sup_layers not in names:
+        raise ValueError(f"sup_layers must be one of {sorted(names)}, not {r.sup_layers!r}")
+    return names[r.sup_layers]
+
+
+def _sup_loss(vision_model, heads, out, r: TinyClipRecipe, y_shape, y_color):
+    """Shape + colour cross-entropy on the [cls] token and on the patch mean of
+    the chosen block outputs, after ``post_layernorm`` -- the features ADEM-VL
+    reads (penultimate block, post-LN) and the usual CLIP pooler (last)."""
+    import torch.nn.functional as F
+
+    total = 0.0
+    for layer in _sup_layer_names(r):
+        hs = out.hidden_states[-1 if layer == "last" else -2]
+        hs = vision_model.post_layernorm(hs)
+        for tok, feat in (("cls", hs[:, 0]), ("patch", hs[:, 1:].mean(1))):
+            logit = heads[f"{layer}_{tok}"](feat)
+            total = total + F.cross_entropy(logit[:, :len(SHAPES)], y_shape,
+                                            label_smoothing=r.label_smoothing) \
+                + F.cross_entropy(logit[:, len(SHAPES):], y_color,
+                                  label_smoothing=r.label_smoothing)
+    return total
+
+
 def train_clip(r: TinyClipRecipe, seed: int = 0, progress: bool = True, data=None,
                callback=None, callback_every: int = 100):
     """Pretrain the tiny CLIP; returns ``(clip_model, info)``. ``data`` is the
@@ -348,6 +468,11 @@ def train_clip(r: TinyClipRecipe, seed: int = 0, progress: bool = True, data=Non
     frac = torch.nn.functional.avg_pool2d(fg[:, None], p, p).flatten(1)    # [N, grid*grid]
     patch_fg = frac > 0
     patch_shape = torch.where(patch_fg, y_shape[:, None], torch.full_like(frac, len(SHAPES), dtype=torch.long))
+    ops = parse_augment(r.augment)
+    if ops and r.aux_target == "local":
+        raise ValueError("aux_target='local' uses per-pixel targets of the un-augmented "
+                         "images; it cannot be combined with augment")
+    boxes = foreground_boxes(imgs[tr_idx])
     n = len(tr_idx)
     bs = min(r.batch_size, n)
     steps = _num_steps(r, n)
@@ -355,8 +480,11 @@ def train_clip(r: TinyClipRecipe, seed: int = 0, progress: bool = True, data=Non
     torch.manual_seed(seed)
     model = CLIPModel(make_clip_config(r))
     aux = torch.nn.Linear(r.hidden_size, len(SHAPES) + 1 + len(COLORS))
+    # supervised heads: one (shape+colour) linear head per (layer, [cls]/patch mean)
+    heads = torch.nn.ModuleDict({f"{layer}_{tok}": torch.nn.Linear(r.hidden_size, len(SHAPES) + len(COLORS))
+                                 for layer in _sup_layer_names(r) for tok in ("cls", "patch")})
     model.train()
-    params = list(model.parameters()) + list(aux.parameters())
+    params = list(model.parameters()) + list(aux.parameters()) + list(heads.parameters())
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": r.weight_decay},
@@ -381,7 +509,8 @@ def train_clip(r: TinyClipRecipe, seed: int = 0, progress: bool = True, data=Non
             pos = 0
         b = order[pos:pos + bs]
         pos += bs
-        out = model.vision_model(pixel_values=x_all[b])
+        xb = augment_batch(x_all[b], boxes[b], ops, g, r.scale_range)
+        out = model.vision_model(pixel_values=xb, output_hidden_states=r.sup_weight > 0)
         img_emb = F.normalize(model.visual_projection(out.pooler_output), dim=-1)
         txt = model.text_model(input_ids=caps)
         txt_emb = F.normalize(model.text_projection(txt.pooler_output), dim=-1)
@@ -414,7 +543,10 @@ def train_clip(r: TinyClipRecipe, seed: int = 0, progress: bool = True, data=Non
             a = aux(patch.mean(1))
             loss_aux = F.cross_entropy(a[:, :len(SHAPES)], y_shape[b]) + \
                 F.cross_entropy(a[:, len(SHAPES) + 1:], y_color[b])
-        loss = 0.5 * (loss_i2t + loss_t2i) + r.aux_patch_weight * loss_aux
+        loss = r.contrastive_weight * 0.5 * (loss_i2t + loss_t2i) + r.aux_patch_weight * loss_aux
+        if r.sup_weight > 0:
+            loss = loss + r.sup_weight * _sup_loss(model.vision_model, heads, out, r,
+                                                   y_shape[b], y_color[b])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -523,35 +655,46 @@ def _fit_logreg(xtr, ytr, xte, n_cls, l2=1e-3, iters=200):
 
 
 def probe_tower(path, seed: int = 0, recipe: TinyClipRecipe | None = None,
-                n_fit: int | None = None) -> dict:
-    """Linear (logistic-regression) probes on frozen features of the held-out
-    TRAIN images (never used in pretraining): fit on the first half of the
-    hold-out, evaluate on the second half. Returns accuracies per feature."""
+                fit_on: str = "holdout") -> dict:
+    """Linear (logistic-regression) probes for shape and colour on frozen
+    features. Evaluation is always on held-out TRAIN images (never used in
+    pretraining). ``fit_on="holdout"``: fit on the first half of the hold-out,
+    evaluate on the second half; ``fit_on="pretrain"``: fit on the pretraining
+    images, evaluate on the whole hold-out. Returns accuracies per feature."""
     import torch
     from transformers import CLIPVisionModel
 
     recipe = recipe or TinyClipRecipe()
     ids, imgs, shape, color = load_train_set(recipe.n_images)
-    _, ho = split_indices(len(ids), recipe.holdout, seed)
-    half = n_fit if n_fit is not None else len(ho) // 2
-    fit, ev = ho[:half], ho[half:]
+    tr, ho = split_indices(len(ids), recipe.holdout, seed)
+    if fit_on == "holdout":
+        fit, ev = ho[:len(ho) // 2], ho[len(ho) // 2:]
+    elif fit_on == "pretrain":
+        fit, ev = tr, ho
+    else:
+        raise ValueError(f"fit_on must be 'holdout' or 'pretrain', not {fit_on!r}")
     vm = CLIPVisionModel.from_pretrained(path).eval()
-    with torch.no_grad():
-        out = vm(pixel_values=to_pixel_values(imgs[ho]), output_hidden_states=True)
-    pos = {int(i): k for k, i in enumerate(ho)}
-    fi = torch.tensor([pos[int(i)] for i in fit])
-    ei = torch.tensor([pos[int(i)] for i in ev])
-    last, penult = out.last_hidden_state, out.hidden_states[-2]
-    feats = {
-        "cls": last[:, 0],
-        "pooler": out.pooler_output,
-        "patch_mean": last[:, 1:].mean(1),
-        "penultimate_cls": penult[:, 0],
-        "penultimate_patch_mean": penult[:, 1:].mean(1),
-    }
-    res = {"n_fit": len(fit), "n_eval": len(ev)}
-    for name, f in feats.items():
+    root = getattr(vm, "vision_model", vm)
+
+    def features(idx):
+        outs = []
+        with torch.no_grad():
+            for chunk in idx.split(500):
+                o = vm(pixel_values=to_pixel_values(imgs[chunk]), output_hidden_states=True)
+                last, pen = o.last_hidden_state, o.hidden_states[-2]
+                pen_ln = root.post_layernorm(pen)  # what ADEM-VL reads
+                outs.append({"cls": last[:, 0], "pooler": o.pooler_output,
+                             "patch_mean": last[:, 1:].mean(1),
+                             "penultimate_cls": pen[:, 0],
+                             "penultimate_patch_mean": pen[:, 1:].mean(1),
+                             "penultimate_ln_cls": pen_ln[:, 0],
+                             "penultimate_ln_patch_mean": pen_ln[:, 1:].mean(1)})
+        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+
+    ffit, fev = features(fit), features(ev)
+    res = {"fit_on": fit_on, "n_fit": len(fit), "n_eval": len(ev)}
+    for name in ffit:
         for lab, y, k in (("shape", shape, len(SHAPES)), ("color", color, len(COLORS))):
-            pred = _fit_logreg(f[fi], y[fit], f[ei], k)
+            pred = _fit_logreg(ffit[name], y[fit], fev[name], k)
             res[f"{name}/{lab}"] = float((pred == y[ev]).float().mean())
     return res

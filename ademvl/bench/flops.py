@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .inputs import synthetic_batch
+from .inputs import extra_tokens, synthetic_batch
 from .meta import assume_all_true
 from .steps import BareSteps, VLSteps
 
@@ -151,7 +151,7 @@ def flops_table(llm_preset: str, vision_preset: str, text_len: int = 256, method
         except Exception as error:  # one broken method must not hide the others' figures
             rows[name] = {"error": f"{type(error).__name__}: {error}"}
             continue
-        row = {"extra_tokens": int(model.method.num_input_tokens),
+        row = {"extra_tokens": extra_tokens(model),
                "trainable": model.parameter_counts()["trainable"], **counts}
         if name == "ademvl":
             d = config.hidden_size

@@ -5,6 +5,13 @@ from __future__ import annotations
 import torch
 
 
+def extra_tokens(model) -> int:
+    """All input tokens a method adds per image sample: visual tokens + prefix tokens (LaVIN's
+    modality token), the latter prepended by the model itself."""
+    method = model.method
+    return int(getattr(method, "extra_input_tokens", method.num_input_tokens))
+
+
 def image_size_of(model) -> int:
     return int(model.vision.config.image_size)
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .inputs import synthetic_batch
+from .inputs import extra_tokens, synthetic_batch
 from .steps import BareSteps, VLSteps
 
 
@@ -113,12 +113,12 @@ def build_runners(cfg: SmallConfig, device, methods):
         except Exception as error:  # a method that cannot be built is reported, not fatal
             errors[name] = f"{type(error).__name__}: {error}"
             continue
-        info[name] = {"extra_tokens": int(model.method.num_input_tokens),
+        info[name] = {"extra_tokens": extra_tokens(model),
                       "trainable": model.parameter_counts()["trainable"],
                       "num_visual": getattr(model.method, "num_visual", None)}
         runners.append((name, steps, optimizer))
         if reference_inputs is None:
-            reference_inputs = (inputs, int(model.method.num_input_tokens))
+            reference_inputs = (inputs, int(model.method.num_input_tokens))  # placeholders in input_ids
     bare_llm = llm.to(device)
     if reference_inputs is None:
         reference_inputs = (synthetic_batch_text(cfg, device), 0)

@@ -27,5 +27,5 @@ def run(args) -> int:
     print(f"method {args.method}{extra} on {args.llm} + {args.vision}")
     print(f"  trainable: {counts['trainable']:,}")
     print(f"  frozen:    {counts['frozen']:,}")
-    print(f"  extra input tokens per image: {model.method.num_input_tokens}")
+    print(f"  extra input tokens per image: {model.method.extra_input_tokens}")
     return 0

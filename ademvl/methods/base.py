@@ -62,6 +62,11 @@ class FusionMethod(nn.Module):
         raise NotImplementedError
 
     @property
+    def extra_input_tokens(self) -> int:
+        """All tokens an image sample adds to the LLM input: visual tokens + prefix tokens."""
+        return self.num_input_tokens + self.num_prefix_tokens
+
+    @property
     def num_prefix_tokens(self) -> int:
         """Tokens the model prepends before [bos] (e.g. a modality token); 0 = none."""
         return 0

@@ -52,7 +52,7 @@ def inject_lora(llm: nn.Module, rank: int, alpha: float, dropout: float, targets
         raise ValueError(f"llava-lora: cannot put LoRA on modules {list(targets)}: {str(error).splitlines()[0]}") from error
     for name, module in llm.named_modules():
         if name.rsplit(".", 1)[-1] in LORA_PARTS:
-            mark_trainable(module)
+            mark_trainable(module).float()  # trainable weights stay fp32 under a bf16/fp16 LLM (peft casts inputs)
 
 
 class LlavaLora(FusionMethod):

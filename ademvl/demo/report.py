@@ -1,0 +1,58 @@
+"""The demo's outputs: one table on the terminal, and a bar chart PNG."""
+from __future__ import annotations
+
+from pathlib import Path
+
+QTYPES = ("yes/no", "color", "shape")
+
+
+def _cell(value, fmt="{:.1f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def format_table(rows: list[dict]) -> str:
+    """rows: dicts with method, trainable, extra_tokens, train_s, eval_s, overall, by_type."""
+    header = ["method", "trainable", "extra tok", "train s", "eval s", "overall", *QTYPES]
+    lines = [header]
+    for r in rows:
+        lines.append([
+            r["method"], f"{r['trainable']:,}", str(r["extra_tokens"]), _cell(r.get("train_s"), "{:.0f}"),
+            _cell(r.get("eval_s"), "{:.0f}"), _cell(r["overall"]), *(_cell(r["by_type"].get(q)) for q in QTYPES),
+        ])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for k, line in enumerate(lines):
+        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def plot_results(rows: list[dict], path: str | Path, title: str) -> Path:
+    """Grouped bars: accuracy overall and per question type, one group per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["overall", *QTYPES]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(rows), 3.6), dpi=120)
+    width = 0.8 / len(keys)
+    for k, key in enumerate(keys):
+        values = [r["overall"] if key == "overall" else r["by_type"].get(key, 0.0) for r in rows]
+        xs = [i + (k - (len(keys) - 1) / 2) * width for i in range(len(rows))]
+        bars = ax.bar(xs, values, width, label=key)
+        for x, v in zip(xs, values):
+            ax.text(x, v + 1, f"{v:.0f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(rows)), [r["method"] for r in rows])
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("exact-match accuracy (%)")
+    ax.axhline(90, color="grey", lw=0.8, ls="--")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncol=len(keys), loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
