@@ -41,7 +41,7 @@ def plot_results(rows: list[dict], path: str | Path, title: str) -> Path:
     for k, key in enumerate(keys):
         values = [r["overall"] if key == "overall" else r["by_type"].get(key, 0.0) for r in rows]
         xs = [i + (k - (len(keys) - 1) / 2) * width for i in range(len(rows))]
-        bars = ax.bar(xs, values, width, label=key)
+        ax.bar(xs, values, width, label=key)
         for x, v in zip(xs, values):
             ax.text(x, v + 1, f"{v:.0f}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(rows)), [r["method"] for r in rows])

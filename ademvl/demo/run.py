@@ -9,7 +9,6 @@ scored by the same evaluator (`ademvl.evaluation.evaluate`).
 """
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import asdict, dataclass, field

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from ..architectures import decoder_blocks, decoder_layout, get_attr, vision_layout
 from ..vision import VisionTower
-from .base import FusionMethod, FusionState, VisualInputs, mark_trainable
-from .blocks import AdapterThen, BottleneckAdapter, ThenAdapter, cls_layers, cls_tokens, make_neck, scatter_rows
+from .base import FusionState, mark_trainable
+from .cls_input import ClsTokenInput
+from .blocks import AdapterThen, BottleneckAdapter, ThenAdapter
 
 
 @dataclass
@@ -48,18 +48,15 @@ def place_pre_attention(llm: nn.Module, vision: VisionTower | None, make_adapter
                 setattr(block, layout.mlp, AdapterThen(get_attr(block, layout.mlp), make_adapter("vision", i, "mlp")))
 
 
-class Bottleneck(FusionMethod):
+class Bottleneck(ClsTokenInput):
     name = "bottleneck"
     settings_class = BottleneckSettings
 
     def __init__(self, settings: BottleneckSettings, llm: nn.Module, vision: VisionTower, state: FusionState):
         super().__init__(settings, llm, vision, state)
         s = settings
-        self.vision = [vision]
-        self.layers = cls_layers(vision, s.neck_every)
+        self._build_visual_input(vision, s.neck_every, s.neck_hidden, s.neck_gated, s.modality_token)
         d, d_v = self.llm_hidden, vision.hidden_size
-        self.neck = make_neck(d_v, d, s.neck_hidden, s.neck_gated)
-        self.modality_embedding = nn.Embedding(2, d) if s.modality_token else None
 
         def make_adapter(side, index, where):
             width = d if side == "llm" else d_v
@@ -67,32 +64,3 @@ class Bottleneck(FusionMethod):
 
         place_pre_attention(llm, vision if s.vision_adapters else None, make_adapter, ThenAdapter, s.before_ffn,
                             llm_side=s.llm_adapters)
-
-    @property
-    def num_input_tokens(self) -> int:
-        return len(self.layers)
-
-    @property
-    def num_prefix_tokens(self) -> int:
-        return 1 if self.settings.modality_token else 0
-
-    @property
-    def mask_prefix(self) -> bool:
-        return self.settings.mask_modality
-
-    def prefix_tokens(self, has_image: torch.Tensor) -> torch.Tensor:
-        index = has_image.to(self.modality_embedding.weight.device).long()
-        return self.modality_embedding(index).unsqueeze(1)
-
-    @property
-    def feature_layers(self) -> list[int]:
-        return self.layers
-
-    def encode(self, features, has_image, batch_size) -> VisualInputs:
-        param = next(self.neck.parameters())
-        has_image = has_image.to(param.device, torch.bool)
-        tokens = param.new_zeros(batch_size, len(self.layers), self.llm_hidden)
-        if features is not None:
-            cls = cls_tokens(self.vision[0], features, self.layers).to(param.dtype)
-            tokens = scatter_rows(tokens, has_image, self.neck(cls))
-        return VisualInputs(tokens=tokens, has_image=has_image.to(param.dtype))

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from ..vision import VisionTower
-from .base import FusionMethod, FusionState, VisualInputs, mark_trainable
-from .blocks import RepAdapterRouter, RoutedThenAdapter, cls_layers, cls_tokens, make_neck, scatter_rows
+from .base import FusionState, mark_trainable
+from .cls_input import ClsTokenInput
+from .blocks import RepAdapterRouter, RoutedThenAdapter
 from .bottleneck import place_pre_attention
 
 
@@ -36,7 +36,7 @@ class LavinSettings:
     mask_modality: bool = True    # reference: tokens after the modality token do not attend to it
 
 
-class Lavin(FusionMethod):
+class Lavin(ClsTokenInput):
     name = "lavin"
     settings_class = LavinSettings
 
@@ -45,11 +45,8 @@ class Lavin(FusionMethod):
         s = settings
         if s.temperature <= 0:
             raise ValueError(f"lavin temperature must be positive, got {s.temperature}")
-        self.vision = [vision]
-        self.layers = cls_layers(vision, s.neck_every)
+        self._build_visual_input(vision, s.neck_every, s.neck_hidden, gated=False, modality_token=True)
         d, d_v = self.llm_hidden, vision.hidden_size
-        self.neck = make_neck(d_v, d, s.neck_hidden, gated=False)
-        self.modality_embedding = nn.Embedding(2, d)
 
         def make_adapter(side, index, where):
             width = d if side == "llm" else d_v
@@ -68,32 +65,3 @@ class Lavin(FusionMethod):
         place_pre_attention(llm, None, make_adapter, wrapper_for("llm"), before_ffn=False)
         if s.vision_adapters:
             place_pre_attention(llm, vision, make_adapter, wrapper_for("vision"), before_ffn=False, llm_side=False)
-
-    @property
-    def num_input_tokens(self) -> int:
-        return len(self.layers)
-
-    @property
-    def num_prefix_tokens(self) -> int:
-        return 1
-
-    @property
-    def mask_prefix(self) -> bool:
-        return self.settings.mask_modality
-
-    def prefix_tokens(self, has_image: torch.Tensor) -> torch.Tensor:
-        index = has_image.to(self.modality_embedding.weight.device).long()
-        return self.modality_embedding(index).unsqueeze(1)
-
-    @property
-    def feature_layers(self) -> list[int]:
-        return self.layers
-
-    def encode(self, features, has_image, batch_size) -> VisualInputs:
-        param = next(self.neck.parameters())
-        has_image = has_image.to(param.device, torch.bool)
-        tokens = param.new_zeros(batch_size, len(self.layers), self.llm_hidden)
-        if features is not None:
-            cls = cls_tokens(self.vision[0], features, self.layers).to(param.dtype)
-            tokens = scatter_rows(tokens, has_image, self.neck(cls))
-        return VisualInputs(tokens=tokens, has_image=has_image.to(param.dtype))
