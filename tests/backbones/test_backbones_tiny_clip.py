@@ -62,6 +62,43 @@ def test_train_labels_and_pixel_colour_agree():
     assert st["pixel_agrees"] == st["questions_fix_colour"] > 150
 
 
+def test_augment_keeps_shape_in_frame_and_fills_background():
+    _, imgs, _, _ = tiny_clip.load_train_set(n_images=12)
+    x = tiny_clip.to_pixel_values(imgs)
+    boxes = tiny_clip.foreground_boxes(imgs)
+    ops = tiny_clip.parse_augment("translate,scale,hflip,vflip,transpose")
+    a = tiny_clip.augment_batch(x, boxes, ops, torch.Generator().manual_seed(0), 0.2)
+    b = tiny_clip.augment_batch(x, boxes, ops, torch.Generator().manual_seed(0), 0.2)
+    assert torch.equal(a, b) and a.shape == x.shape and not torch.equal(a, x)
+    bg = x[:, :, 0, 0]
+    for i in range(len(x)):
+        # the border is pure background (the shape was kept in frame) ...
+        border = torch.cat([a[i, :, 0], a[i, :, -1], a[i, :, :, 0], a[i, :, :, -1]], 1)
+        y0, y1, x0, x1 = boxes[i].tolist()
+        touches = y0 == 0 or x0 == 0 or y1 == 64 or x1 == 64
+        if not touches:
+            assert torch.allclose(border, bg[i][:, None].expand_as(border), atol=0.05)
+        # ... and the shape's own colour is still there (~ same area under +-20% scale)
+        fg = (x[i] - bg[i][:, None, None]).abs().amax(0) > 0.3
+        fga = (a[i] - bg[i][:, None, None]).abs().amax(0) > 0.3
+        assert 0.5 * fg.sum() <= fga.sum() <= 1.6 * fg.sum() + 4
+    assert torch.equal(tiny_clip.augment_batch(x, boxes, (), None), x)
+    with pytest.raises(ValueError, match="rotate"):
+        tiny_clip.parse_augment("translate,rotate")
+
+
+def test_supervised_heads_and_augment_train(tmp_path):
+    r = TinyClipRecipe(**{**TINY.__dict__, "augment": "translate,scale,hflip",
+                          "sup_weight": 1.0, "sup_layers": "both", "label_smoothing": 0.1})
+    p = tiny_clip_path(tmp_path / "c", seed=0, progress=False, recipe=r)
+    res = tiny_clip.probe_tower(p, seed=0, recipe=r)
+    assert {"penultimate_ln_cls/shape", "penultimate_ln_patch_mean/color",
+            "cls/shape"} <= set(res)
+    with pytest.raises(ValueError, match="sup_layers"):
+        tiny_clip_path(tmp_path / "d", progress=False,
+                       recipe=TinyClipRecipe(**{**r.__dict__, "sup_layers": "first"}))
+
+
 def test_build_roundtrip_processor_and_reuse(tmp_path, count_builds, monkeypatch):
     from PIL import Image
     from transformers import AutoImageProcessor, CLIPVisionModel
