@@ -207,19 +207,9 @@ class VLModel(PreTrainedModel, GenerationMixin):
             inputs_embeds = self._place_visual_tokens(inputs_embeds, visual.tokens, image_slot, real_past)
         llm_mask = attention_mask
         if n_prefix:
-            # Tokens before [bos] (a modality token): prepended at the first chunk, kept in the cache.
-            from .methods.prefix import prefix_barred_mask, widen_mask
-
-            attention_mask = widen_mask(attention_mask, batch, real_past + length, n_prefix, inputs_embeds.device)
-            if past_length == 0:
-                has = visual.has_image if visual.has_image is not None else inputs_embeds.new_zeros(batch)
-                prefix = self.method.prefix_tokens(has).to(inputs_embeds)
-                inputs_embeds = torch.cat([prefix, inputs_embeds], dim=1)
+            inputs_embeds, attention_mask, llm_mask = self._prepend_prefix(
+                inputs_embeds, attention_mask, visual, past_length, real_past + length)
             position_ids = None  # recounted below over the widened mask
-            llm_mask = attention_mask
-            if self.method.mask_prefix:
-                llm_mask = prefix_barred_mask(attention_mask, past_length, inputs_embeds.shape[1], n_prefix,
-                                              inputs_embeds.dtype)
         if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
             # Left-padded batches: count positions from each row's first real token.
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -inputs_embeds.shape[1]:]
@@ -244,18 +234,39 @@ class VLModel(PreTrainedModel, GenerationMixin):
         hidden = out.last_hidden_state
         if n_prefix and past_length == 0:
             hidden = hidden[:, n_prefix:]  # outputs line up with input_ids (and labels) again
-        head = self.llm.get_output_embeddings()
-
-        loss = logits = None
-        if labels is not None:
-            targets = labels[:, 1:].to(hidden.device)
-            answer = targets != IGNORE_INDEX
-            answer_logits = head(hidden[:, :-1][answer]).float()
-            loss = F.cross_entropy(answer_logits, targets[answer]) if answer.any() else hidden.sum() * 0.0
-        else:
-            keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) and logits_to_keep > 0 else slice(None)
-            logits = head(hidden[:, keep])
+        loss, logits = self._loss_or_logits(hidden, labels, logits_to_keep)
         return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)
+
+    def _prepend_prefix(self, embeds, attention_mask, visual: VisualInputs, past_length: int, total_real: int):
+        """Tokens before [bos] (a modality token): prepended at the first chunk, kept in the cache.
+
+        Returns the embeddings, the 2-D mask widened over the prefix, and the mask the
+        LLM gets (4-D when later tokens are barred from attending to the prefix).
+        """
+        from .methods.prefix import prefix_barred_mask, widen_mask
+
+        batch, n_prefix = embeds.shape[0], self.method.num_prefix_tokens
+        attention_mask = widen_mask(attention_mask, batch, total_real, n_prefix, embeds.device)
+        if past_length == 0:
+            has = visual.has_image if visual.has_image is not None else embeds.new_zeros(batch)
+            embeds = torch.cat([self.method.prefix_tokens(has).to(embeds), embeds], dim=1)
+        llm_mask = attention_mask
+        if self.method.mask_prefix:
+            llm_mask = prefix_barred_mask(attention_mask, past_length, embeds.shape[1], n_prefix, embeds.dtype)
+        return embeds, attention_mask, llm_mask
+
+    def _loss_or_logits(self, hidden: torch.Tensor, labels, logits_to_keep: int):
+        """With labels: the loss from the answer positions' logits only (logits None). Else the logits."""
+        head = self.llm.get_output_embeddings()
+        if labels is None:
+            keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) and logits_to_keep > 0 else slice(None)
+            return None, head(hidden[:, keep])
+        targets = labels[:, 1:].to(hidden.device)
+        answer = targets != IGNORE_INDEX
+        if not answer.any():
+            return hidden.sum() * 0.0, None
+        answer_logits = head(hidden[:, :-1][answer]).float()
+        return F.cross_entropy(answer_logits, targets[answer]), None
 
     @torch.no_grad()
     def generate(
