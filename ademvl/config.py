@@ -28,10 +28,49 @@ def settings_from_dict(cls, values: dict[str, Any] | None, where: str = "method 
             f"unknown key(s) {unknown} in {where} for {cls.__name__}; valid keys: {sorted(known)}"
         )
     for f in dataclasses.fields(cls):
-        # YAML/JSON give lists where the dataclass wants tuples.
-        if f.name in values and isinstance(values[f.name], list):
-            values[f.name] = tuple(values[f.name])
+        if f.name in values:
+            values[f.name] = _coerce(f, values[f.name], where)
     return cls(**values)
+
+
+def _coerce(field: dataclasses.Field, value: Any, where: str) -> Any:
+    """Bring a YAML/CLI value to the field's type, or name the key and the type it needs.
+
+    YAML and JSON give lists where the dataclasses hold tuples, and `scales=256`
+    on the command line means the one-element tuple `(256,)`.
+    """
+    default = field.default
+    annotation = str(field.type)
+
+    def wrong(expected: str) -> ConfigError:
+        return ConfigError(f"{where}: '{field.name}' must be {expected}, got {value!r}")
+
+    if value is None:
+        if default is None or "None" in annotation:
+            return None
+        raise wrong(f"a value (default {default!r})")
+    if annotation.startswith("tuple"):
+        items = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        if "int" in annotation and not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            raise wrong("an integer or a list of integers")
+        if "str" in annotation and not all(isinstance(v, str) for v in items):
+            raise wrong("a name or a list of names")
+        return items
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
+    if isinstance(default, int) and "float" not in annotation:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong("an integer")
+        return value
+    if isinstance(default, float) or "float" in annotation:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong("a number")
+        return float(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise wrong("a string")
+    return value
 
 
 class VLConfig(PreTrainedConfig):
