@@ -46,6 +46,7 @@ def adapter_config(model) -> dict:
         "vision": _vision_signature(model),
         "llm_name_or_path": model.config.llm_name_or_path,
         "vision_name_or_path": model.config.vision_name_or_path,
+        "prompt_template": getattr(model.config, "prompt_template", None),
     }
 
 

@@ -83,6 +83,8 @@ class VLConfig(PreTrainedConfig):
         method_config: that method's hyperparameters (see `ademvl.methods`).
         llm_name_or_path / vision_name_or_path: where the backbones came from,
             so a saved adapter can find them again.
+        prompt_template: how training wrapped a bare question ("{prompt}" marks it),
+            so `generate`, `viz` and the harness adapters ask in the shape the model learnt.
     """
 
     model_type = "ademvl"
@@ -97,4 +99,5 @@ class VLConfig(PreTrainedConfig):
     method_config: dict | None = None
     llm_name_or_path: str | None = None
     vision_name_or_path: str | None = None
+    prompt_template: str | None = None
     tie_word_embeddings: bool = False

@@ -322,4 +322,5 @@ class VLModel(PreTrainedModel, GenerationMixin):
         if llm is None or vision is None:
             raise AdapterError(f"adapter '{directory}' does not record its backbones: pass llm= and vision=")
         model = cls.from_backbones(llm, vision, method=saved["method"], method_config=saved["method_config"], dtype=dtype)
+        model.config.prompt_template = saved.get("prompt_template")
         return model.load_adapter(directory)

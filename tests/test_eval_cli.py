@@ -64,6 +64,27 @@ def test_generate_prints_the_chat_answer(files, capsys):
                  "--device", "cpu", "--do-sample", "--top-p", "0.75", "--temperature", "0.1"]) == 0  # text-only
 
 
+def test_generate_wraps_the_prompt_as_training_did(files, capsys, tmp_path):
+    """An adapter records its training template; `generate` applies it unless --template says otherwise."""
+    import shutil
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(files["adapter"], adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "prompt_template": "Question: {prompt}\nAnswer:"}))
+    image = f"{files['sqa']}/images/test/10/image.png"
+    argv = ["generate", "--checkpoint", str(adapter), "--image", image, "--max-new-tokens", "4", "--device", "cpu"]
+    assert main([*argv, "--prompt", "What colour is the shape?"]) == 0
+    wrapped = capsys.readouterr().out
+    assert main([*argv, "--prompt", "Question: What colour is the shape?\\nAnswer:", "--template", "{prompt}"]) == 0
+    assert capsys.readouterr().out == wrapped
+    chat = AdemVLChat.from_checkpoint(adapter, device="cpu", max_new_tokens=4)
+    assert chat.prompt_template == "Question: {prompt}\nAnswer:"
+    bare = AdemVLChat(chat.model, chat.tokenizer, chat.image_processor, max_new_tokens=4, prompt_template="{prompt}")
+    assert wrapped == chat.answer(image, "What colour is the shape?") + "\n"
+    assert bare.answer(image, "What colour is the shape?") != chat.answer(image, "What colour is the shape?")
+
+
 def test_generate_missing_and_corrupt_image(files, capsys, tmp_path):
     one_line_error(capsys, ["generate", "--checkpoint", files["adapter"], "--image", str(tmp_path / "nope.png"),
                             "--prompt", "hi"], "image not found", "nope.png")

@@ -45,6 +45,7 @@ def test_short_training_lowers_the_loss(root, tmp_path):
     assert result.final_loss == losses[-1] and result.steps_per_second > 0
     # the saved adapter rebuilds the model from the recorded backbone paths
     model = VLModel.from_adapter(result.adapter_dir)
+    assert model.config.prompt_template == "Question: {prompt}\nAnswer:"  # easy-VQA's, for generate/viz
     for name, p in model.trainable_parameters().items():
         torch.testing.assert_close(p.detach(), weights(result.run_dir)[name], rtol=0, atol=0)
     assert len(checkpoint_dirs(result.run_dir)) == 1  # keep_last

@@ -26,6 +26,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--vision", help="vision tower dir or hub id (required without --checkpoint)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="ADEM-VL setting for an untrained model, e.g. --set scales=[256,64] (repeatable)")
+    parser.add_argument("--template", default=None,
+                        help="wrapping for --prompt (default: the one the adapter was trained with, else '{prompt}')")
     parser.add_argument("--layer", type=_layer, default="mean", help="decoder layer index, or 'mean' over layers")
     parser.add_argument("--token", type=_token, default="answer",
                         help="position in prompt+answer (negative from the end), or 'answer' to average the answer")
@@ -50,6 +52,7 @@ def run(args) -> int:
     from transformers import AutoTokenizer
 
     from ..data.images import load_image
+    from ..integrations.chat import resolve_template
     from ..loading import load_image_processor
     from ..visualize.fusion_figure import render_fusion_figure
 
@@ -60,7 +63,11 @@ def run(args) -> int:
     except (OSError, TypeError) as error:
         raise ValueError(f"cannot load a tokenizer from '{model.config.llm_name_or_path}': {error}") from error
     image_processor = load_image_processor(model.config.vision_name_or_path)
-    result = render_fusion_figure(model, tokenizer, image_processor, args.image, args.prompt, args.output,
+    template = resolve_template(model, args.template and args.template.replace("\\n", "\n"))
+    if "{prompt}" not in template:
+        raise ValueError(f"--template must contain '{{prompt}}', got {template!r}")
+    prompt = template.format(prompt=args.prompt.replace("\\n", "\n"))
+    result = render_fusion_figure(model, tokenizer, image_processor, args.image, prompt, args.output,
                                   layer=args.layer, token=args.token, max_new_tokens=args.max_new_tokens,
                                   dpi=args.dpi)
     print(f"answer: {result.answer}")

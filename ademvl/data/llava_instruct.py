@@ -27,6 +27,9 @@ _HUMAN = {"human", "user"}
 _GPT = {"gpt", "assistant"}
 _IMAGE_TAG = re.compile(r"\s*<image>\s*")
 
+# One turn as training lays it out; "{prompt}" is the human turn.
+QUESTION_TEMPLATE = "Instruction: {prompt}\nResponse:"
+
 
 def strip_image_tag(text: str) -> str:
     """Remove every ``<image>`` placeholder and the whitespace around it."""
@@ -76,7 +79,7 @@ def load_llava_instruct(json_path, image_root=None, limit: int | None = None) ->
         image = (os.path.join(os.fspath(image_root), img) if image_root is not None else img) if img else None
         history = ""
         for k, (q, a) in enumerate(_turns(rec, rid)):
-            prompt = f"{history}Instruction: {q}\nResponse:"
+            prompt = history + QUESTION_TEMPLATE.format(prompt=q)
             out.append(VLExample(f"{rid}_{k}", prompt, a, image, {"conversation_id": rid, "turn": k}))
             history = f"{prompt} {a}\n"
     return out

@@ -16,11 +16,19 @@ from PIL import Image
 
 from ..data.example import VLExample
 from ..data.images import load_image
+from ..data.llava_instruct import QUESTION_TEMPLATE as LLAVA_QUESTION_TEMPLATE
 from ..evaluation.generation import DEFAULT_MAX_LENGTH, GenerationCollator, generate_batch, model_device
 from ..prompting import encode_sample
 
 DEFAULT_TEMPLATE = "{prompt}"
-INSTRUCT_TEMPLATE = "Instruction: {prompt}\nResponse:"  # the LLaVA-instruct training layout
+INSTRUCT_TEMPLATE = LLAVA_QUESTION_TEMPLATE  # the LLaVA-instruct training layout
+
+
+def resolve_template(model, template: str | None) -> str:
+    """The template asked for, else the one the adapter was trained with, else the bare prompt."""
+    if template is not None:
+        return template
+    return getattr(model.config, "prompt_template", None) or DEFAULT_TEMPLATE
 
 
 def _image(image):
@@ -36,7 +44,8 @@ class AdemVLChat:
     """Answer questions about images with a trained model (greedy unless told otherwise)."""
 
     def __init__(self, model, tokenizer, image_processor, max_new_tokens: int = 64,
-                 prompt_template: str = DEFAULT_TEMPLATE, max_length: int = DEFAULT_MAX_LENGTH, **gen_kwargs):
+                 prompt_template: str | None = None, max_length: int = DEFAULT_MAX_LENGTH, **gen_kwargs):
+        prompt_template = resolve_template(model, prompt_template)
         if "{prompt}" not in prompt_template:
             raise ValueError(f"prompt_template must contain '{{prompt}}', got {prompt_template!r}")
         self.model = model.eval()

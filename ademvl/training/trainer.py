@@ -107,6 +107,7 @@ def build_model(recipe: Recipe):
     for p in model.trainable_parameters().values():
         if p.dtype != torch.float32:
             p.data = p.data.float()
+    model.config.prompt_template = data_mod.question_template(recipe.data)
     return model
 
 
