@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -13,7 +14,9 @@ class VisionTower(nn.Module):
     """Wraps a Hugging Face CLIP/SigLIP vision model and exposes what methods need.
 
     `forward(pixel_values, layers)` returns the raw residual stream after each
-    requested block (negative indices count from the end, -1 = last block).
+    requested block (negative indices count from the end, -1 = last block). Blocks
+    after the deepest requested one are not run: ADEM-VL reads the penultimate
+    block, so the last one would be computed for nothing.
     """
 
     def __init__(self, model: nn.Module):
@@ -22,6 +25,7 @@ class VisionTower(nn.Module):
         layout = vision_layout(model)
         self.has_cls = layout.has_cls
         self._post_norm_path = layout.post_norm
+        self._layers_path = layout.layers
         cfg = self.config
         self.hidden_size = cfg.hidden_size
         self.num_layers = cfg.num_hidden_layers
@@ -49,8 +53,26 @@ class VisionTower(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, layers: list[int]) -> dict[int, torch.Tensor]:
         dtype = next(self.model.parameters()).dtype
-        out = vision_root(self.model)(pixel_values=pixel_values.to(dtype), output_hidden_states=True)
-        return {layer: out.hidden_states[self.block_index(layer)] for layer in layers}
+        indices = {layer: self.block_index(layer) for layer in layers}
+        with self._first_blocks_only(max(indices.values())):
+            out = vision_root(self.model)(pixel_values=pixel_values.to(dtype), output_hidden_states=True)
+        return {layer: out.hidden_states[index] for layer, index in indices.items()}
+
+    @contextmanager
+    def _first_blocks_only(self, count: int):
+        """Run only the first `count` blocks for the duration of one call (the HF encoder loops
+        over its `layers` list, so a shorter list is all it takes; the full one is put back)."""
+        parent_path, _, name = self._layers_path.rpartition(".")
+        parent = get_attr(vision_root(self.model), parent_path) if parent_path else vision_root(self.model)
+        full = getattr(parent, name)
+        if count >= len(full):
+            yield
+            return
+        setattr(parent, name, full[:count])
+        try:
+            yield
+        finally:
+            setattr(parent, name, full)
 
     def split_cls(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, [1+]P, d) → cls (B, d), patches (B, P, d); towers without [cls] use the patch mean."""

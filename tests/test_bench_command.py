@@ -1,5 +1,6 @@
 """`ademvl bench` on tiny configs writes a JSON record and a Markdown table with a row per method."""
 import json
+from dataclasses import replace
 
 import pytest
 from transformers import CLIPVisionConfig, LlamaConfig
@@ -43,7 +44,8 @@ def test_bench_writes_json_and_markdown(tmp_path, tiny_presets, capsys):
     assert ademvl["counted_fusion"]["forward"] == ademvl["analytic_fusion"]["forward"] > 0
     assert ademvl["forward"] > table["rows"]["bare-llm"]["forward"]
 
-    clock = record["wall_clock"]
+    (clock,) = record["wall_clock"]
+    assert clock["profile"] == "quick"
     assert set(clock["rows"]) == {"bare-llm", *CHOSEN} and not clock["errors"]
     row = clock["rows"]["ademvl"]
     for kind in ("forward", "forward_llm", "train", "generate"):
@@ -75,3 +77,28 @@ def test_depth_extrapolation_equals_the_full_depth_count(tiny_presets, monkeypat
     for name in ("bare-llm", "ademvl"):
         assert {k: fast[name][k] for k in ("forward", "decode", "train")} == \
                {k: exact[name][k] for k in ("forward", "decode", "train")}
+
+
+def test_method_copies_share_the_frozen_weights_and_leave_the_original_unwrapped():
+    """The bench gives each method its own module tree over one set of frozen tensors."""
+    import torch
+
+    from ademvl.bench.timing import QUICK, bench_method_config, build_backbones, share_frozen_copy
+    from ademvl.methods.ademvl import FusedMLP
+    from ademvl.model import VLModel
+
+    llm, vision = build_backbones(QUICK)
+    ids = torch.randint(3, QUICK.vocab, (1, 6))
+    with torch.no_grad():
+        before = llm(input_ids=ids).logits
+    models = [VLModel.from_backbones(share_frozen_copy(llm), share_frozen_copy(vision), method=m,
+                                     method_config=bench_method_config(m, QUICK)) for m in ("ademvl", "memvp")]
+    for model in models:
+        assert model.llm.model.embed_tokens.weight is llm.model.embed_tokens.weight
+        assert model.llm.model.layers[0] is not llm.model.layers[0]
+    assert isinstance(models[0].llm.model.layers[0].mlp, FusedMLP)
+    assert not isinstance(llm.model.layers[0].mlp, FusedMLP)  # the bare LLM stays bare
+    with torch.no_grad():
+        assert torch.equal(llm(input_ids=ids).logits, before)
+    assert bench_method_config("lavin", QUICK) == {"neck_every": 4}  # 24 blocks: 4, 8, …, 24 as ViT-L
+    assert bench_method_config("bottleneck", replace(QUICK, vision_layers=6)) == {"neck_every": 1}

@@ -70,3 +70,23 @@ def test_drop_is_in_place():
     assert out.data_ptr() == scores.data_ptr()
     assert int((out == 0).sum()) == 2 * 5 * 4  # ⌊0.1·40⌋ = 4 smallest per row dropped
     assert torch.equal(out[out != 0], kept[out != 0])
+
+
+def test_blocks_after_the_deepest_one_read_are_not_run():
+    """ADEM-VL reads the penultimate vision block: the last one is skipped, the features unchanged,
+    and the full list of blocks is back in place afterwards (for CLIP and SigLIP)."""
+    from ademvl.vision import VisionTower
+    from tiny import tiny_vision
+
+    for kind in ("clip", "siglip"):
+        tower = VisionTower(tiny_vision(kind, layers=3))
+        pixels = torch.randn(2, 3, 32, 32)
+        calls = []
+        tower.blocks[-1].register_forward_hook(lambda *a: calls.append(1))
+        with torch.no_grad():
+            everything = tower.model(pixel_values=pixels, output_hidden_states=True).hidden_states
+            calls.clear()
+            features = tower(pixels, [-2, 1])
+            assert calls == [] and len(tower.blocks) == 3
+            assert torch.equal(features[-2], everything[2]) and torch.equal(features[1], everything[1])
+            assert torch.equal(tower(pixels, [-1])[-1], everything[3]) and calls == [1]

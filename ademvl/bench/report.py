@@ -53,7 +53,7 @@ def flops_markdown(table: dict) -> list[str]:
 
 def timing_markdown(result: dict) -> list[str]:
     cfg = result["config"]
-    lines = [f"### Wall-clock on {result['device']}: LLaMA d={cfg['hidden']}, d_ff={cfg['intermediate']}, "
+    lines = [f"### Wall-clock, {result.get('profile', 'small')} backbones, on {result['device']}: LLaMA d={cfg['hidden']}, d_ff={cfg['intermediate']}, "
              f"{cfg['layers']} layers, vocab {cfg['vocab']}; CLIP width {cfg['vision_hidden']}, "
              f"{cfg['vision_layers']} blocks, {cfg['image_size'] // cfg['patch_size']}² grid; batch {cfg['batch_size']}, "
              f"text {cfg['text_len']} tokens, answer {cfg['answer_len']}, {cfg['new_tokens']} new tokens; "
@@ -98,8 +98,8 @@ def markdown(record: dict) -> str:
               "prompt in the KV cache; *train step* = forward + loss on the answer + backward.", ""]
     for table in record.get("flops", []):
         lines += flops_markdown(table)
-    if record.get("wall_clock"):
-        lines += timing_markdown(record["wall_clock"])
+    for result in record.get("wall_clock") or []:
+        lines += timing_markdown(result)
     return "\n".join(lines)
 
 

@@ -43,6 +43,35 @@ QUICK = SmallConfig(hidden=64, intermediate=172, layers=2, heads=4, vocab=1000, 
                     vision_intermediate=64, vision_layers=24, vision_heads=2, image_size=32, patch_size=2,
                     batch_size=1, text_len=16, answer_len=4, new_tokens=3, repeats=2, warmup=0)
 
+# LLaMA-7B's decoder layer (d 4096, d_ff 11008, 32 heads) and ViT-L/14's block (width 1024, 224 px,
+# 16×16 grid), few of each so that a CPU runs them: the per-layer cost of the fusion against the
+# frozen layer is then the 7B one (N_v/d = 320/4096), which no narrow model reproduces. Six vision
+# blocks give LaVIN/Bottleneck their six [cls] tokens; vocab 8000 keeps the head's share of a
+# 2-layer model near 7B's. Text 256 as in Table V; 8 new tokens ≈ a ScienceQA answer
+# ("The answer is A." + EOS), the paper's inference setting.
+SEVEN_B_WIDTH = SmallConfig(hidden=4096, intermediate=11008, layers=2, heads=32, vocab=8000, vision_hidden=1024,
+                            vision_intermediate=4096, vision_layers=6, vision_heads=16, image_size=224,
+                            patch_size=14, batch_size=1, text_len=256, answer_len=8, new_tokens=8, repeats=3,
+                            warmup=1)
+
+PROFILES = {"small": SmallConfig(), "7b-width": SEVEN_B_WIDTH, "quick": QUICK}
+
+
+def bench_method_config(method: str, cfg: SmallConfig) -> dict:
+    """Method settings for the bench's tower: the necks read six [cls] tokens whatever its depth."""
+    if method in ("lavin", "bottleneck"):
+        return {"neck_every": max(cfg.vision_layers // 6, 1)}
+    return {}
+
+
+def share_frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A structural copy whose parameters and buffers are the original's own tensors.
+
+    Methods wrap modules in place, so each needs its own module tree; the frozen weights are
+    never written, so one set serves every method (7B-width layers would not fit six times)."""
+    memo = {id(t): t for t in (*module.parameters(), *module.buffers())}
+    return copy.deepcopy(module, memo)
+
 
 def build_backbones(cfg: SmallConfig, seed: int = 0):
     from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
@@ -105,7 +134,8 @@ def build_runners(cfg: SmallConfig, device, methods):
     reference_inputs = None
     for name in methods:
         try:
-            model = VLModel.from_backbones(copy.deepcopy(llm), copy.deepcopy(vision), method=name).to(device)
+            model = VLModel.from_backbones(share_frozen_copy(llm), share_frozen_copy(vision), method=name,
+                                           method_config=bench_method_config(name, cfg)).to(device)
             model.train()
             inputs = synthetic_batch(model, cfg.batch_size, cfg.text_len, device)
             optimizer = torch.optim.AdamW(model.trainable_parameters().values(), lr=1e-4)
@@ -133,7 +163,7 @@ def synthetic_batch_text(cfg: SmallConfig, device):
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-def wall_clock(cfg: SmallConfig, methods=None, device=None, log=None) -> dict:
+def wall_clock(cfg: SmallConfig, methods=None, device=None, log=None, profile: str = "small") -> dict:
     """Interleaved medians (seconds) of forward / train step / generate per method, with ratios."""
     from ..methods import METHODS
 
@@ -172,7 +202,7 @@ def wall_clock(cfg: SmallConfig, methods=None, device=None, log=None) -> dict:
             if ref in rows:
                 for kind in kinds:
                     row[f"{kind}_vs_{ref}"] = row[kind] / rows[ref][kind]
-    return {"device": str(device), "config": asdict(cfg), "rows": rows, "errors": errors,
+    return {"device": str(device), "profile": profile, "config": asdict(cfg), "rows": rows, "errors": errors,
             "peak_memory": "CUDA max_memory_allocated above the memory held before the step (first measured "
                            "repeat)" if device.type == "cuda" else
                            "n/a on CPU (no allocator peak counter; RSS growth does not measure a step's peak)"}

@@ -11,6 +11,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="benchmarks", help="folder for results.json and results.md")
     parser.add_argument("--quick", action="store_true",
                         help="tiny wall-clock config, FLOPs of the first --llm preset only (for tests)")
+    parser.add_argument("--profile", action="append", dest="profiles", choices=["small", "7b-width"],
+                        help="wall-clock backbones (repeatable): 'small' = narrow LLaMA/CLIP with 7B-like ratios; "
+                             "'7b-width' = LLaMA-7B layers and ViT-L/14 blocks, few of each (default: small)")
     parser.add_argument("--llm", action="append", dest="llms", metavar="PRESET",
                         help="LLM preset(s) for the FLOP table (default: llama-7b and llama-13b)")
     parser.add_argument("--vision", default="clip-vit-l-14", help="vision preset for the FLOP table")
@@ -35,7 +38,7 @@ def run(args) -> int:
     from ..bench.flops import fusion_expectation, flops_table
     from ..bench.machine import machine_info
     from ..bench.report import write_results
-    from ..bench.timing import QUICK, SmallConfig, wall_clock
+    from ..bench.timing import PROFILES, wall_clock
     from ..methods import METHODS
 
     if args.threads:
@@ -45,7 +48,7 @@ def run(args) -> int:
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available: {sorted(METHODS)}")
     record = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(), "note": args.note,
-              "methods": methods, "flops": [], "wall_clock": None}
+              "methods": methods, "flops": [], "wall_clock": []}
     start = time.perf_counter()
     if not args.no_flops:
         llms = args.llms or (["llama-7b"] if args.quick else ["llama-7b", "llama-13b"])
@@ -53,13 +56,13 @@ def run(args) -> int:
             print(f"counting FLOPs on {llm} + {args.vision} …", flush=True)
             record["flops"].append(flops_table(llm, args.vision, args.text_len, methods,
                                                exact=args.exact_flops))
-    if not args.no_timing:
-        cfg = QUICK if args.quick else SmallConfig()
+    profiles = [] if args.no_timing else ["quick"] if args.quick else (args.profiles or ["small"])
+    for profile in profiles:
         overrides = {k: v for k, v in (("repeats", args.repeats), ("batch_size", args.batch_size),
                                        ("text_len", args.text_len_timing)) if v is not None}
-        cfg = replace(cfg, **overrides)
-        print(f"timing {', '.join(methods)} and the bare LLM …", flush=True)
-        result = wall_clock(cfg, methods, args.device, log=lambda m: print("  " + m, flush=True))
+        cfg = replace(PROFILES[profile], **overrides)
+        print(f"timing {', '.join(methods)} and the bare LLM ({profile} backbones) …", flush=True)
+        result = wall_clock(cfg, methods, args.device, log=lambda m: print("  " + m, flush=True), profile=profile)
         ademvl = result["rows"].get("ademvl")
         if ademvl and ademvl.get("num_visual"):
             from transformers import LlamaConfig
@@ -68,7 +71,7 @@ def run(args) -> int:
                                 num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads)
             result["fusion_expectation"] = fusion_expectation(llama, cfg.text_len + ademvl["extra_tokens"],
                                                               ademvl["num_visual"])
-        record["wall_clock"] = result
+        record["wall_clock"].append(result)
     record["seconds"] = time.perf_counter() - start
     json_path, md_path = write_results(record, args.out)
     print(open(md_path, encoding="utf-8").read())

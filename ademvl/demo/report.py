@@ -35,8 +35,10 @@ def plot_results(rows: list[dict], path: str | Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    import textwrap
+
     keys = ["overall", *QTYPES]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(rows), 3.6), dpi=120)
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 1.5 * len(rows)), 4.0), dpi=120)
     width = 0.8 / len(keys)
     for k, key in enumerate(keys):
         values = [r["overall"] if key == "overall" else r["by_type"].get(key, 0.0) for r in rows]
@@ -45,11 +47,12 @@ def plot_results(rows: list[dict], path: str | Path, title: str) -> Path:
         for x, v in zip(xs, values):
             ax.text(x, v + 1, f"{v:.0f}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(rows)), [r["method"] for r in rows])
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 118)  # headroom above 100 for the legend, so it never hides a bar
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("exact-match accuracy (%)")
     ax.axhline(90, color="grey", lw=0.8, ls="--")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, ncol=len(keys), loc="lower right")
+    ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=9)
+    ax.legend(fontsize=7, ncol=len(keys), loc="upper center", frameon=False)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
