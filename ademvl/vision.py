@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from .architectures import get_attr, vision_blocks, vision_layout, vision_root
+
+
+class _EnoughBlocks(Exception):
+    """Raised by a forward hook once the deepest block a method reads has run."""
 
 
 class VisionTower(nn.Module):
@@ -25,7 +28,6 @@ class VisionTower(nn.Module):
         layout = vision_layout(model)
         self.has_cls = layout.has_cls
         self._post_norm_path = layout.post_norm
-        self._layers_path = layout.layers
         cfg = self.config
         self.hidden_size = cfg.hidden_size
         self.num_layers = cfg.num_hidden_layers
@@ -54,25 +56,37 @@ class VisionTower(nn.Module):
     def forward(self, pixel_values: torch.Tensor, layers: list[int]) -> dict[int, torch.Tensor]:
         dtype = next(self.model.parameters()).dtype
         indices = {layer: self.block_index(layer) for layer in layers}
-        with self._first_blocks_only(max(indices.values())):
-            out = vision_root(self.model)(pixel_values=pixel_values.to(dtype), output_hidden_states=True)
-        return {layer: out.hidden_states[index] for layer, index in indices.items()}
+        captured = self._run_until(pixel_values.to(dtype), set(indices.values()))
+        return {layer: captured[index] for layer, index in indices.items()}
 
-    @contextmanager
-    def _first_blocks_only(self, count: int):
-        """Run only the first `count` blocks for the duration of one call (the HF encoder loops
-        over its `layers` list, so a shorter list is all it takes; the full one is put back)."""
-        parent_path, _, name = self._layers_path.rpartition(".")
-        parent = get_attr(vision_root(self.model), parent_path) if parent_path else vision_root(self.model)
-        full = getattr(parent, name)
-        if count >= len(full):
-            yield
-            return
-        setattr(parent, name, full[:count])
+    def _run_until(self, pixel_values: torch.Tensor, wanted: set[int]) -> dict[int, torch.Tensor]:
+        """Run the tower, keep the outputs of the wanted blocks (1-based) and stop after the deepest.
+
+        Forward hooks read the block outputs and the deepest one ends the forward with a private
+        exception. Why not `output_hidden_states`: it keeps every block alive, and Transformers
+        installs its capturing hooks lazily, so any trick that hides blocks (a shortened layer list)
+        leaves later full-tower calls with missing hidden states.
+        """
+        captured: dict[int, torch.Tensor] = {}
+        deepest = max(wanted)
+
+        def keep(index: int):
+            def hook(module, args, output):
+                captured[index] = output[0] if isinstance(output, (tuple, list)) else output
+                if index == deepest:
+                    raise _EnoughBlocks
+
+            return hook
+
+        handles = [self.blocks[index - 1].register_forward_hook(keep(index)) for index in sorted(wanted)]
         try:
-            yield
+            vision_root(self.model)(pixel_values=pixel_values)
+        except _EnoughBlocks:
+            pass
         finally:
-            setattr(parent, name, full)
+            for handle in handles:
+                handle.remove()
+        return captured
 
     def split_cls(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, [1+]P, d) → cls (B, d), patches (B, P, d); towers without [cls] use the patch mean."""

@@ -30,7 +30,7 @@ def test_cached_greedy_equals_recomputed_greedy(arch):
 def test_vision_tower_runs_once_per_generate_call():
     model = tiny_model("llama")
     calls = []
-    model.vision.model.register_forward_hook(lambda *a: calls.append(1))
+    model.vision.model.register_forward_pre_hook(lambda *a: calls.append(1))
     ids, pixels, has_image, slot = batch(batch_size=2, image_rows=(1, 1))
     model.generate(input_ids=ids, pixel_values=pixels, has_image=has_image, image_slot=slot,
                    max_new_tokens=6, do_sample=False, pad_token_id=PAD, eos_token_id=None)
