@@ -51,6 +51,7 @@ class DataSection:
     val_fraction: float | None = None  # easyvqa
     balance_by: str | None = None  # meta key (e.g. qtype): `limit` records drawn evenly across its values
     sample_seed: int = 0  # which records `balance_by` draws
+    balance_weights: dict | None = None  # relative shares per value of `balance_by` (default: equal)
 
 
 @dataclass
@@ -97,7 +98,7 @@ class Recipe:
 
 
 SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection}
-FREE_FORM = {("model", "method_config")}  # dict-valued keys whose sub-keys are not checked here
+FREE_FORM = {("model", "method_config"), ("data", "balance_weights")}  # dict-valued keys whose sub-keys are not checked here
 
 
 def recipe_dirs() -> list[Path]:

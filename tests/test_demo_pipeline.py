@@ -70,3 +70,16 @@ def test_unknown_method_is_one_line(capsys, fixtures):
     root, llm, vision, data = fixtures
     assert main(["demo", "--methods", "ademvl,nope", "--llm", llm, "--vision", vision]) == 2
     assert "unknown method(s) ['nope']" in capsys.readouterr().err
+
+
+def test_question_weights_parse_and_bad_ones_are_named(capsys):
+    from ademvl.commands.demo import format_question_weights, parse_question_weights
+
+    assert parse_question_weights("yes/no=2, color=1,shape=0.5") == {"yes/no": 2.0, "color": 1.0, "shape": 0.5}
+    assert parse_question_weights(format_question_weights(DemoConfig().question_weights)) == DemoConfig().question_weights
+    with pytest.raises(SystemExit):
+        main(["demo", "--question-weights", "yes/no"])
+    assert "'yes/no' is not TYPE=SHARE" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["demo", "--question-weights", "colour=2"])
+    assert "unknown question type 'colour'" in capsys.readouterr().err

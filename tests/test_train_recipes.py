@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ademvl.recipes import RecipeError, load_recipe, resolve_recipe_path
-from ademvl.training.data import epoch_batches, loader_kwargs
+from ademvl.data.example import VLExample
+from ademvl.training.data import balanced_sample, epoch_batches, loader_kwargs
 from ademvl.training.schedule import WarmupCosine, lr_at, param_groups, scaled_lr
 
 SHIPPED = ["scienceqa-7b", "scienceqa-13b", "coco-caption", "instruction", "easyvqa-demo"]
@@ -108,3 +109,37 @@ def test_demo_backbone_aliases_resolve_to_cached_dirs(monkeypatch):
     assert (recipe.model.llm, recipe.model.vision) == ("/cache/smollm2", "/cache/clip")
     untouched = load_recipe("scienceqa-7b")
     assert resolve_backbones(untouched) is untouched
+
+
+def _records(counts: dict) -> list:
+    return [VLExample(id=f"{kind}{i}", prompt="q", answer="a", image=None, meta={"qtype": kind})
+            for kind, n in counts.items() for i in range(n)]
+
+
+def _kinds(picked) -> dict:
+    out = {}
+    for ex in picked:
+        out[ex.meta["qtype"]] = out.get(ex.meta["qtype"], 0) + 1
+    return out
+
+
+def test_balanced_draw_is_even_by_default_and_follows_weights():
+    records = _records({"yes/no": 700, "color": 200, "shape": 200})
+    assert _kinds(balanced_sample(records, "qtype", 300, seed=0)) == {"yes/no": 100, "color": 100, "shape": 100}
+    weighted = balanced_sample(records, "qtype", 400, seed=0, weights={"yes/no": 2})
+    assert _kinds(weighted) == {"yes/no": 200, "color": 100, "shape": 100}
+    assert len({ex.id for ex in weighted}) == 400
+    assert [ex.id for ex in weighted] == [ex.id for ex in balanced_sample(records, "qtype", 400, 0, {"yes/no": 2})]
+
+
+def test_balanced_draw_gives_an_exhausted_share_to_the_others():
+    records = _records({"yes/no": 700, "color": 50, "shape": 200})
+    assert _kinds(balanced_sample(records, "qtype", 450, seed=1)) == {"yes/no": 200, "color": 50, "shape": 200}
+
+
+def test_balance_weights_reach_the_recipe_and_must_be_positive():
+    with pytest.raises(ValueError, match="every share must be positive"):
+        balanced_sample(_records({"color": 3, "shape": 3}), "qtype", 4, seed=0, weights={"color": 0})
+    recipe = load_recipe("easyvqa-demo", {"data.balance_by": "qtype", "data.balance_weights": {"yes/no": 2.0}})
+    assert recipe.data.balance_weights == {"yes/no": 2.0}
+    assert load_recipe("easyvqa-demo", ["data.balance_weights.shape=3"]).data.balance_weights == {"shape": 3}

@@ -85,7 +85,7 @@ class TinyClipRecipe:
     text_hidden_size: int = 64
     text_layers: int = 2
     projection_dim: int = 64
-    epochs: float = 10.0         # passes over the pretraining images
+    epochs: float = 30.0         # passes over the pretraining images (10 left shapes at a 0.79 linear probe, 30 gives 0.93)
     max_steps: int | None = None  # overrides epochs when set
     batch_size: int = 32
     lr: float = 4e-3
@@ -607,7 +607,7 @@ def recipe_dict(recipe: TinyClipRecipe, seed: int) -> dict:
 def tiny_clip_path(cache_dir: str | os.PathLike | None = None, seed: int = 0,
                    progress: bool = True, recipe: TinyClipRecipe | None = None) -> Path:
     """Directory of the easy-VQA tiny CLIP vision tower (``CLIPVisionModel`` +
-    ``CLIPImageProcessor``), built on first use (~1-2 min on 2 CPU cores) and
+    ``CLIPImageProcessor``), built on first use (~4-5 min on 2 CPU cores) and
     reused while its stored recipe + seed match the requested ones."""
     recipe = recipe or TinyClipRecipe()
     target = resolve_cache_dir(cache_dir, DEFAULT_CACHE_NAME)

@@ -4,6 +4,8 @@ train questions, evaluate on test questions by exact match, and compare with the
 image. Prints one table; saves demo_results.json and demo_results.png in the output directory."""
 from __future__ import annotations
 
+import argparse
+
 from ..demo import DemoConfig, run_demo
 
 
@@ -12,7 +14,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--methods", default=",".join(d.methods),
                         help="comma-separated methods to tune (ademvl, bottleneck, lavin, memvp, llava-lora)")
     parser.add_argument("--train-questions", type=int, default=d.train_questions,
-                        help="training questions, drawn evenly over yes/no, colour and shape questions")
+                        help="training questions, drawn over yes/no, colour and shape questions in the shares "
+                             "--question-weights gives")
+    parser.add_argument("--question-weights", type=parse_question_weights,
+                        default=format_question_weights(d.question_weights),
+                        help="relative shares of the question types in the training draw, e.g. "
+                             "'yes/no=2,color=1,shape=1' (yes/no questions are the hardest to learn)")
     parser.add_argument("--eval-questions", default=str(d.eval_questions),
                         help="random test questions to score (seeded), or 'all' for the whole test split (9,673)")
     parser.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training questions")
@@ -28,6 +35,31 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+QUESTION_TYPES = ("yes/no", "color", "shape")
+
+
+def parse_question_weights(text: str | dict) -> dict:
+    """'yes/no=2,color=1' → {"yes/no": 2.0, "color": 1.0}; one line naming the bad part otherwise."""
+    if isinstance(text, dict):
+        return text
+    weights = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip() or weights.get(name.strip(), 0) <= 0:
+            raise argparse.ArgumentTypeError(f"'{part}' is not TYPE=SHARE with a positive share (e.g. yes/no=2)")
+        if name.strip() not in QUESTION_TYPES:
+            raise argparse.ArgumentTypeError(f"unknown question type '{name.strip()}' (easy-VQA has {', '.join(QUESTION_TYPES)})")
+    return weights
+
+
+def format_question_weights(weights: dict) -> str:
+    return ",".join(f"{name}={share:g}" for name, share in weights.items())
+
+
 def run(args) -> int:
     eval_questions = None if args.eval_questions == "all" else int(args.eval_questions)
     cfg = DemoConfig(
@@ -35,7 +67,7 @@ def run(args) -> int:
         train_questions=args.train_questions, eval_questions=eval_questions, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, output_dir=args.output_dir, seed=args.seed,
         eval_batch_size=args.eval_batch_size, floor=not args.no_floor, progress=not args.no_progress,
-        threads=args.threads, llm=args.llm, vision=args.vision,
+        threads=args.threads, llm=args.llm, vision=args.vision, question_weights=args.question_weights,
     )
     run_demo(cfg)
     return 0

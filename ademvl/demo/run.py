@@ -25,7 +25,8 @@ FLOOR = "frozen LLM, no image"
 @dataclass
 class DemoConfig:
     methods: list[str] = field(default_factory=lambda: ["ademvl"])
-    train_questions: int = 3000     # drawn evenly over yes/no, colour and shape questions
+    train_questions: int = 3000     # drawn over yes/no, colour and shape questions in `question_weights`
+    question_weights: dict = field(default_factory=lambda: {"yes/no": 1.0, "color": 1.0, "shape": 1.0})
     eval_questions: int | None = 1000  # random test questions (seeded); None = the whole test split (9,673)
     epochs: int = 1
     batch_size: int = 16
@@ -80,6 +81,7 @@ def _train_and_eval(method: str, cfg: DemoConfig, llm_dir: str, vision_dir: str,
         "model.llm": llm_dir, "model.vision": vision_dir, "model.method": method,
         "model.method_config": demo_method_config(method, tower),
         "data.limit": cfg.train_questions, "data.balance_by": "qtype", "data.sample_seed": cfg.seed,
+        "data.balance_weights": dict(cfg.question_weights),
         "train.epochs": cfg.epochs, "train.batch_size": cfg.batch_size, "train.grad_accum": 1,
         "train.lr": cfg.lr, "train.seed": cfg.seed, "train.output_dir": str(out / method),
     }

@@ -61,29 +61,42 @@ def question_template(data: DataSection) -> str | None:
     return None
 
 
-def balanced_sample(examples: list[VLExample], key: str, limit: int | None, seed: int) -> list[VLExample]:
-    """`limit` records spread evenly over the values of `meta[key]` (round robin over seeded shuffles).
+def balanced_sample(
+    examples: list[VLExample], key: str, limit: int | None, seed: int, weights: dict | None = None
+) -> list[VLExample]:
+    """`limit` records spread over the values of `meta[key]`, evenly or in the shares `weights` gives.
 
     Useful when one kind dominates (74% of easy-VQA questions are yes/no): a small
-    training budget then still sees every kind often.
+    training budget then still sees every kind often; `weights` (e.g. {"yes/no": 2})
+    spends more of it on the kind that is hardest to learn. Values left out of
+    `weights` get share 1, values no record has are ignored, and a kind that runs
+    out leaves its share to the others.
     """
     groups: dict = {}
     for ex in examples:
         if key not in ex.meta:
             raise ValueError(f"data.balance_by: record '{ex.id}' has no meta key '{key}'")
         groups.setdefault(ex.meta[key], []).append(ex)
+    weights = dict(weights or {})
+    shares = {str(value): float(weight) for value, weight in weights.items()}
+    if any(share <= 0 for share in shares.values()):
+        raise ValueError("data.balance_weights: every share must be positive")
     rng = random.Random(seed)
-    queues = []
+    queues, credit, share = [], [], []
     for value in sorted(groups, key=str):
         members = groups[value][:]
         rng.shuffle(members)
         queues.append(members)
+        share.append(shares.get(str(value), 1.0))
+        credit.append(0.0)
     limit = len(examples) if limit is None else min(limit, len(examples))
     picked: list[VLExample] = []
     while len(picked) < limit:
-        for queue in queues:
-            if queue and len(picked) < limit:
+        for i, queue in enumerate(queues):  # each round adds `share` credit; a whole credit buys one record
+            credit[i] += share[i]
+            while queue and credit[i] >= 1 and len(picked) < limit:
                 picked.append(queue.pop())
+                credit[i] -= 1
     return picked
 
 
@@ -97,7 +110,7 @@ def load_examples(data: DataSection) -> tuple[list[VLExample], int]:
     except (OSError, KeyError, TypeError) as error:
         raise ValueError(f"cannot load dataset '{data.dataset}': {error}") from error
     if data.balance_by:
-        examples = balanced_sample(examples, data.balance_by, data.limit, data.sample_seed)
+        examples = balanced_sample(examples, data.balance_by, data.limit, data.sample_seed, data.balance_weights)
     examples, skipped = filter_loadable(examples, skip_bad=data.skip_bad, decode=data.decode_check)
     if not examples:
         raise ValueError(f"dataset '{data.dataset}' has no usable records"
