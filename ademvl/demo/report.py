@@ -45,7 +45,7 @@ def plot_results(rows: list[dict], path: str | Path, title: str) -> Path:
         xs = [i + (k - (len(keys) - 1) / 2) * width for i in range(len(rows))]
         ax.bar(xs, values, width, label=key)
         for x, v in zip(xs, values):
-            ax.text(x, v + 1, f"{v:.0f}", ha="center", va="bottom", fontsize=7)
+            ax.text(x, v + 1, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(rows)), [r["method"] for r in rows])
     ax.set_ylim(0, 118)  # headroom above 100 for the legend, so it never hides a bar
     ax.set_yticks(range(0, 101, 20))

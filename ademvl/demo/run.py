@@ -25,8 +25,9 @@ FLOOR = "frozen LLM, no image"
 @dataclass
 class DemoConfig:
     methods: list[str] = field(default_factory=lambda: ["ademvl"])
-    train_questions: int = 3000     # drawn over yes/no, colour and shape questions in `question_weights`
-    question_weights: dict = field(default_factory=lambda: {"yes/no": 1.0, "color": 1.0, "shape": 1.0})
+    train_questions: int = 6000     # drawn over yes/no, colour and shape questions in `question_weights`
+    # yes/no questions are 75% of the test split and the hardest to learn: half the draw goes to them
+    question_weights: dict = field(default_factory=lambda: {"yes/no": 2.0, "color": 1.0, "shape": 1.0})
     eval_questions: int | None = 1000  # random test questions (seeded); None = the whole test split (9,673)
     epochs: int = 1
     batch_size: int = 16
