@@ -32,10 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .training.trainer import TrainingError
+
     try:
         return args._run(args) or 0
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        # Bad input gets one clear line, not a traceback.
+    except (ValueError, FileNotFoundError, ImportError, TrainingError) as error:
+        # Bad input (or a run that cannot go on) gets one clear line, not a traceback.
         print(f"ademvl {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -83,3 +83,32 @@ def test_question_weights_parse_and_bad_ones_are_named(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--question-weights", "colour=2"])
     assert "unknown question type 'colour'" in capsys.readouterr().err
+
+
+def test_a_second_run_reuses_the_tuned_adapter_and_other_settings_are_not_overwritten(fixtures, monkeypatch, capsys):
+    """Running the main job twice must not fail: same settings reuse the finished run, other settings
+    stop with one line (nothing overwritten) until --retrain."""
+    import ademvl.training as training
+
+    root, llm, vision, data = fixtures
+    out = root / "again"
+    args = ["demo", "--llm", llm, "--vision", vision, "--train-questions", "16", "--epochs", "1",
+            "--eval-questions", "3", "--no-floor", "--no-progress", "--data-dir", data, "--output-dir", str(out)]
+    assert main(args) == 0
+    first = json.loads((out / "demo_results.json").read_text())["rows"][0]
+    weights = (out / "ademvl" / "adapter").stat().st_mtime_ns
+
+    calls = []
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    assert main(args) == 0
+    second = json.loads((out / "demo_results.json").read_text())["rows"][0]
+    assert calls == [] and second["reused"] and second["overall"] == first["overall"]
+    assert "reusing the run already tuned" in capsys.readouterr().out
+
+    assert main(args[:-2] + ["--output-dir", str(out), "--lr", "0.02"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("ademvl demo: error: ") and "holds a ademvl run with other settings" in last
+    assert "--retrain" in last
+    assert (out / "ademvl" / "adapter").stat().st_mtime_ns == weights
+    assert main(args + ["--lr", "0.02", "--retrain"]) == 0 and calls == [1]

@@ -32,6 +32,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--llm", default=None, help="a local LLM directory instead of the embedded SmolLM2-135M")
     parser.add_argument("--vision", default=None, help="a local vision tower directory instead of the embedded one")
+    parser.add_argument("--data-dir", default=None,
+                        help="an easy-VQA layout directory (train/, test/, answers.txt) instead of the installed "
+                             "easy-vqa package's data")
+    parser.add_argument("--retrain", action="store_true",
+                        help="tune again even where OUTPUT-DIR/<method> already holds a run (by default a finished "
+                             "run with the same settings is reused, an interrupted one resumed)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -68,6 +74,7 @@ def run(args) -> int:
         batch_size=args.batch_size, lr=args.lr, output_dir=args.output_dir, seed=args.seed,
         eval_batch_size=args.eval_batch_size, floor=not args.no_floor, progress=not args.no_progress,
         threads=args.threads, llm=args.llm, vision=args.vision, question_weights=args.question_weights,
+        retrain=args.retrain, data_dir=args.data_dir,
     )
     run_demo(cfg)
     return 0

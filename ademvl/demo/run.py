@@ -9,12 +9,14 @@ scored by the same evaluator (`ademvl.evaluation.evaluate`).
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 
 from ..checkpoint import atomic_write_json
 from .report import format_table, plot_results
@@ -42,6 +44,7 @@ class DemoConfig:
     vision: str | None = None  # a local vision tower directory instead of the embedded easy-VQA CLIP
     data_dir: str | None = None  # an easy-VQA layout directory instead of the installed package's data
     max_new_tokens: int = 4      # answers are one word
+    retrain: bool = False        # tune again even where OUTPUT/<method> already holds a run
 
 
 def demo_method_config(method: str, vision) -> dict:
@@ -74,7 +77,7 @@ def _train_and_eval(method: str, cfg: DemoConfig, llm_dir: str, vision_dir: str,
     from ..evaluation import evaluate
     from ..evaluation.loading import load_for_eval
     from ..loading import load_vision_tower
-    from ..training import load_recipe, train
+    from ..training import load_recipe
     from ..vision import VisionTower
 
     tower = VisionTower(load_vision_tower(vision_dir))
@@ -89,9 +92,8 @@ def _train_and_eval(method: str, cfg: DemoConfig, llm_dir: str, vision_dir: str,
     if cfg.data_dir:
         overrides["data.data_dir"] = cfg.data_dir
     recipe = load_recipe("easyvqa-demo", overrides)
-    _log(f"{method}: tuning on {cfg.train_questions} train questions, {cfg.epochs} epoch(s)")
-    result = train(recipe, progress=cfg.progress)
-    model, tokenizer, processor = load_for_eval(result.adapter_dir)
+    result = _tune(method, recipe, out / method, cfg)
+    model, tokenizer, processor = load_for_eval(result["adapter_dir"])
     _log(f"{method}: evaluating on {len(test)} test questions")
     start = time.perf_counter()
     scored = evaluate(model, tokenizer, processor, "easyvqa", test, batch_size=cfg.eval_batch_size,
@@ -100,10 +102,62 @@ def _train_and_eval(method: str, cfg: DemoConfig, llm_dir: str, vision_dir: str,
     eval_s = time.perf_counter() - start
     return {
         "method": method, "trainable": model.parameter_counts()["trainable"],
-        "extra_tokens": model.method.extra_input_tokens, "train_s": result.seconds, "eval_s": eval_s,
+        "extra_tokens": model.method.extra_input_tokens, "train_s": result["seconds"], "eval_s": eval_s,
         "overall": scored["metrics"]["overall"], "by_type": scored["metrics"]["by_type"],
-        "train_steps": result.steps, "final_loss": result.final_loss, "adapter_dir": str(result.adapter_dir),
+        "train_steps": result["steps"], "final_loss": result["final_loss"], "adapter_dir": str(result["adapter_dir"]),
+        "reused": result.get("reused", False),
     }
+
+
+class DemoError(ValueError):
+    """A demo run that cannot go on as asked (one line, naming what to do)."""
+
+
+def _tune(method: str, recipe, run_dir: Path, cfg: DemoConfig) -> dict:
+    """Tune `method`, or carry on with the run already in `run_dir` when its recipe is this one:
+    a finished run is reused, an interrupted one resumed. A run with other settings is never
+    overwritten unless `cfg.retrain` says so."""
+    import shutil
+
+    from ..training import train
+    from ..training.state import latest_checkpoint
+
+    recorded = _recorded_recipe(run_dir)
+    summary = _summary(run_dir)
+    finished = summary is not None and not summary.get("stopped_early")
+    has_checkpoints = run_dir.is_dir() and latest_checkpoint(run_dir) is not None
+    if cfg.retrain and run_dir.exists():
+        _log(f"{method}: --retrain: removing the previous run in {run_dir}")
+        shutil.rmtree(run_dir)
+        recorded, finished, has_checkpoints = None, False, False
+    same = recorded is not None and recorded == _as_recorded(recipe)
+    if (finished or has_checkpoints) and not same:
+        raise DemoError(f"{run_dir} holds a {method} run with other settings; pass --retrain to replace it "
+                        "or --output-dir to keep both")
+    if same and finished:
+        _log(f"{method}: reusing the run already tuned with these settings in {run_dir} (--retrain to tune again)")
+        return {**summary, "adapter_dir": run_dir / Path(summary["adapter_dir"]).name, "reused": True}
+    resume = same and has_checkpoints
+    _log(f"{method}: {'resuming' if resume else 'tuning'} on {cfg.train_questions} train questions, "
+         f"{cfg.epochs} epoch(s)")
+    result = train(recipe, resume=resume, progress=cfg.progress)
+    return {"adapter_dir": result.adapter_dir, "seconds": result.seconds, "steps": result.steps,
+            "final_loss": result.final_loss}
+
+
+def _summary(run_dir: Path) -> dict | None:
+    path = run_dir / "train_summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _recorded_recipe(run_dir: Path) -> dict | None:
+    path = run_dir / "recipe.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def _as_recorded(recipe) -> dict:
+    """The recipe as the trainer writes it to recipe.yaml (a YAML round trip)."""
+    return yaml.safe_load(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
 
 
 def _floor(cfg: DemoConfig, llm_dir: str, vision_dir: str, test, out: Path) -> dict:
