@@ -66,8 +66,9 @@ def run(args) -> int:
     template = resolve_template(model, args.template and args.template.replace("\\n", "\n"))
     if "{prompt}" not in template:
         raise ValueError(f"--template must contain '{{prompt}}', got {template!r}")
-    prompt = template.format(prompt=args.prompt.replace("\\n", "\n"))
-    result = render_fusion_figure(model, tokenizer, image_processor, args.image, prompt, args.output,
+    question = args.prompt.replace("\\n", "\n")
+    prompt = template.format(prompt=question)
+    result = render_fusion_figure(model, tokenizer, image_processor, args.image, prompt, args.output, question=question,
                                   layer=args.layer, token=args.token, max_new_tokens=args.max_new_tokens,
                                   dpi=args.dpi)
     print(f"answer: {result.answer}")

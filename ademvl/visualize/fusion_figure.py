@@ -44,8 +44,12 @@ def _token_positions(token: int | str, prompt_length: int, length: int) -> list[
 def render_fusion_figure(
     model, tokenizer, image_processor, image_path: str, prompt: str, output: str | Path,
     layer: int | str = "mean", token: int | str = "answer", max_new_tokens: int = 32, dpi: int = 100,
+    question: str | None = None,
 ) -> FusionFigure:
-    """Answer `prompt` about the image greedily, then draw per-scale fusion maps for `layer`/`token`."""
+    """Answer `prompt` about the image greedily, then draw per-scale fusion maps for `layer`/`token`.
+
+    `question`: what the title shows (the user's question without the template around it).
+    """
     from ..collate import VLCollator
     from ..data.example import VLExample
 
@@ -75,5 +79,5 @@ def render_fusion_figure(
     titles = [f"scale {s} ({int(np.sqrt(s))}×{int(np.sqrt(s))})\n{layer_label} · {token_label}" for s in scales]
     figure = draw_fusion_map(model_view(batch["pixel_values"], image_processor), split_by_scales(scores, scales),
                              split_by_scales(kept, scales), titles, output, dpi=dpi,
-                             suptitle=f"Q: {prompt[:80]}  A: {answer[:80]}")
+                             suptitle=f"Q: {(question or prompt)[:80]}  A: {answer[:80]}")
     return FusionFigure(answer=answer, figure=figure, positions=positions, captured=captured)
