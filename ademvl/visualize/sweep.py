@@ -131,12 +131,12 @@ def run_sweep(
         write_summary()
     result = SweepResult(runs=runs, executed=executed, summary_path=summary_path)
     if plot:
-        result.plot = plot_sweep(runs, output_dir / PLOT_NAME, metric)
+        result.plot = plot_sweep(runs, output_dir / PLOT_NAME, metric, title=f"{Path(str(recipe)).stem}: {metric}")
     return result
 
 
 def plot_sweep(runs: list[dict], path: str | Path, metric: str = "accuracy",
-               panel_inches: float = 3.0, dpi: int = 100) -> FigureInfo:
+               panel_inches: float = 3.0, dpi: int = 100, title: str | None = None) -> FigureInfo:
     """One subplot per swept hyperparameter: `metric` against its values (in the order given).
 
     The PNG is `(panel_inches·n, panel_inches)` inches at `dpi`; FigureInfo.data maps
@@ -160,8 +160,11 @@ def plot_sweep(runs: list[dict], path: str | Path, metric: str = "accuracy",
             ax.set_xticks(range(len(xs)), [f"{x:g}" if isinstance(x, (int, float)) else str(x) for x in xs])
             ax.set_xlabel(name), ax.set_ylabel(metric)
             ax.grid(alpha=0.3)
-        fig.subplots_adjust(left=0.12 / len(series), right=1 - 0.03 / len(series), bottom=0.18, top=0.93,
-                            wspace=0.45)
+        if title:
+            fig.suptitle(title, fontsize=9)
+        # margins in inches (tick labels + axis label), so no panel count clips them
+        fig.subplots_adjust(left=0.8 / width_in, right=1 - 0.15 / width_in, bottom=0.55 / height_in,
+                            top=1 - (0.4 if title else 0.2) / height_in, wspace=0.5)
         path = Path(path)
         atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
     finally:
