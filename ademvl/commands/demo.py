@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.easyvqa import QUESTION_TYPES
 from ..demo import DemoConfig, run_demo
 
 
@@ -41,24 +42,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-QUESTION_TYPES = ("yes/no", "color", "shape")
-
-
 def parse_question_weights(text: str | dict) -> dict:
     """'yes/no=2,color=1' → {"yes/no": 2.0, "color": 1.0}; one line naming the bad part otherwise."""
     if isinstance(text, dict):
         return text
     weights = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
+        name, _, value = (s.strip() for s in part.partition("="))
         try:
-            weights[name.strip()] = float(value)
+            share = float(value)
         except ValueError:
-            sep = ""
-        if not sep or not name.strip() or weights.get(name.strip(), 0) <= 0:
+            share = 0.0
+        if not name or share <= 0:
             raise argparse.ArgumentTypeError(f"'{part}' is not TYPE=SHARE with a positive share (e.g. yes/no=2)")
-        if name.strip() not in QUESTION_TYPES:
-            raise argparse.ArgumentTypeError(f"unknown question type '{name.strip()}' (easy-VQA has {', '.join(QUESTION_TYPES)})")
+        if name not in QUESTION_TYPES:
+            raise argparse.ArgumentTypeError(f"unknown question type '{name}' (easy-VQA has {', '.join(QUESTION_TYPES)})")
+        weights[name] = share
     return weights
 
 

@@ -63,9 +63,7 @@ def run(args) -> int:
     except (OSError, TypeError) as error:
         raise ValueError(f"cannot load a tokenizer from '{model.config.llm_name_or_path}': {error}") from error
     image_processor = load_image_processor(model.config.vision_name_or_path)
-    template = resolve_template(model, args.template and args.template.replace("\\n", "\n"))
-    if "{prompt}" not in template:
-        raise ValueError(f"--template must contain '{{prompt}}', got {template!r}")
+    template = resolve_template(model, args.template and args.template.replace("\\n", "\n"), name="--template")
     question = args.prompt.replace("\\n", "\n")
     prompt = template.format(prompt=question)
     result = render_fusion_figure(model, tokenizer, image_processor, args.image, prompt, args.output, question=question,

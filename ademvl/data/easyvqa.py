@@ -34,6 +34,7 @@ __all__ = [
 DEFAULT_VQA_PROMPT = "Question: {question}\nAnswer:"
 COLORS = frozenset({"red", "green", "blue", "black", "gray", "grey", "teal", "brown", "yellow"})
 SHAPES = frozenset({"circle", "rectangle", "triangle"})
+QUESTION_TYPES = ("yes/no", "color", "shape")  # what question_type() tells apart, in report order
 _SPLITS = ("train", "val", "test")
 
 

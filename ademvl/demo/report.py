@@ -1,9 +1,10 @@
 """The demo's outputs: one table on the terminal, and a bar chart PNG."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
-QTYPES = ("yes/no", "color", "shape")
+from ..data.easyvqa import QUESTION_TYPES as QTYPES
 
 
 def _cell(value, fmt="{:.1f}") -> str:
@@ -34,8 +35,6 @@ def plot_results(rows: list[dict], path: str | Path, title: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    import textwrap
 
     keys = ["overall", *QTYPES]
     fig, ax = plt.subplots(figsize=(max(5.5, 1.6 + 1.5 * len(rows)), 4.0), dpi=120)

@@ -24,11 +24,15 @@ DEFAULT_TEMPLATE = "{prompt}"
 INSTRUCT_TEMPLATE = LLAVA_QUESTION_TEMPLATE  # the LLaVA-instruct training layout
 
 
-def resolve_template(model, template: str | None) -> str:
-    """The template asked for, else the one the adapter was trained with, else the bare prompt."""
-    if template is not None:
-        return template
-    return getattr(model.config, "prompt_template", None) or DEFAULT_TEMPLATE
+def resolve_template(model, template: str | None, name: str = "prompt_template") -> str:
+    """The template asked for, else the one the adapter was trained with, else the bare prompt.
+
+    `name` is how the caller's user knows the option, for the error when "{prompt}" is missing."""
+    if template is None:
+        template = getattr(model.config, "prompt_template", None) or DEFAULT_TEMPLATE
+    if "{prompt}" not in template:
+        raise ValueError(f"{name} must contain '{{prompt}}', got {template!r}")
+    return template
 
 
 def _image(image):
@@ -46,8 +50,6 @@ class AdemVLChat:
     def __init__(self, model, tokenizer, image_processor, max_new_tokens: int = 64,
                  prompt_template: str | None = None, max_length: int = DEFAULT_MAX_LENGTH, **gen_kwargs):
         prompt_template = resolve_template(model, prompt_template)
-        if "{prompt}" not in prompt_template:
-            raise ValueError(f"prompt_template must contain '{{prompt}}', got {prompt_template!r}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
