@@ -179,6 +179,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
         visual_values: torch.Tensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
+        num_items_in_batch: int | torch.Tensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Causal-LM forward with visual inputs.
@@ -191,6 +192,10 @@ class VLModel(PreTrainedModel, GenerationMixin):
                 (what `generate` passes at every step instead of the pixels).
             labels: (B, T) with -100 outside the answer; the loss is computed from the
                 logits of the answer positions only, and `logits` is then None.
+            num_items_in_batch: answer tokens in the whole optimizer step (all micro-batches,
+                all processes), as transformers' Trainer passes it: the loss is then the sum
+                over this batch's answer tokens divided by it, so accumulated micro-batches
+                weigh every token equally. None: the mean over this batch's answer tokens.
         """
         if inputs_embeds is None:
             inputs_embeds = self.llm.get_input_embeddings()(input_ids)
@@ -234,7 +239,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
         hidden = out.last_hidden_state
         if n_prefix and past_length == 0:
             hidden = hidden[:, n_prefix:]  # outputs line up with input_ids (and labels) again
-        loss, logits = self._loss_or_logits(hidden, labels, logits_to_keep)
+        loss, logits = self._loss_or_logits(hidden, labels, logits_to_keep, num_items_in_batch)
         return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)
 
     def _prepend_prefix(self, embeds, attention_mask, visual: VisualInputs, past_length: int, total_real: int):
@@ -255,7 +260,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
             llm_mask = prefix_barred_mask(attention_mask, past_length, embeds.shape[1], n_prefix, embeds.dtype)
         return embeds, attention_mask, llm_mask
 
-    def _loss_or_logits(self, hidden: torch.Tensor, labels, logits_to_keep: int):
+    def _loss_or_logits(self, hidden: torch.Tensor, labels, logits_to_keep: int, num_items_in_batch=None):
         """With labels: the loss from the answer positions' logits only (logits None). Else the logits."""
         head = self.llm.get_output_embeddings()
         if labels is None:
@@ -266,7 +271,10 @@ class VLModel(PreTrainedModel, GenerationMixin):
         if not answer.any():
             return hidden.sum() * 0.0, None
         answer_logits = head(hidden[:, :-1][answer]).float()
-        return F.cross_entropy(answer_logits, targets[answer]), None
+        if num_items_in_batch is None:
+            return F.cross_entropy(answer_logits, targets[answer]), None
+        total = F.cross_entropy(answer_logits, targets[answer], reduction="sum")
+        return total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype), None
 
     @torch.no_grad()
     def generate(
@@ -323,4 +331,4 @@ class VLModel(PreTrainedModel, GenerationMixin):
             raise AdapterError(f"adapter '{directory}' does not record its backbones: pass llm= and vision=")
         model = cls.from_backbones(llm, vision, method=saved["method"], method_config=saved["method_config"], dtype=dtype)
         model.config.prompt_template = saved.get("prompt_template")
-        return model.load_adapter(directory)
+        return model.load_adapter(directory).eval()  # loaded for use, as from_pretrained: dropout off

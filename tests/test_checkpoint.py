@@ -105,3 +105,13 @@ def test_interrupted_save_keeps_the_previous_adapter(tmp_path, monkeypatch):
     assert (tmp_path / WEIGHTS_NAME).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]  # no temp files left
     json.loads((tmp_path / CONFIG_NAME).read_text())
+
+
+def test_from_adapter_returns_eval_mode(tmp_path):
+    """Loaded for use, as from_pretrained: two identical forwards agree (no dropout)."""
+    tiny_llm("llama", 0).save_pretrained(tmp_path / "llm")
+    tiny_vision("clip", 1).save_pretrained(tmp_path / "vision")
+    VLModel.from_backbones(tmp_path / "llm", tmp_path / "vision", scales=(16,)).save_adapter(tmp_path / "adapter")
+    loaded = VLModel.from_adapter(tmp_path / "adapter")
+    assert not loaded.training and not any(m.training for m in loaded.modules())
+    assert torch.equal(logits(loaded), logits(loaded))

@@ -65,3 +65,26 @@ def test_loss_falls_on_answer_tokens_only():
         logits = model(input_ids=ids, pixel_values=pixels, has_image=has_image, image_slot=slot).logits
     expected = torch.nn.functional.cross_entropy(logits[:, 5:-1].reshape(-1, logits.shape[-1]), ids[:, 6:].reshape(-1))
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_num_items_in_batch_weighs_every_answer_token_equally():
+    """HF's contract: loss = sum of answer-token losses / num_items_in_batch, so two micro-batches
+    of different answer lengths add up to the loss of the joined batch."""
+    from tiny import batch, tiny_model
+
+    model = tiny_model("llama", seed=0)
+    ids, pixels, has_image, slot = batch(batch_size=2, length=9)
+    labels = torch.full_like(ids, -100)
+    labels[0, 6:] = ids[0, 6:]   # 3 answer tokens (2 scored after the shift)
+    labels[1, 3:] = ids[1, 3:]   # 6 answer tokens
+    kwargs = dict(input_ids=ids, pixel_values=pixels, has_image=has_image, image_slot=slot)
+    with torch.no_grad():
+        whole = model(**kwargs, labels=labels).loss
+        n = int((labels[:, 1:] != -100).sum())
+        parts = sum(
+            model(**{k: v[i:i + 1] for k, v in kwargs.items()}, labels=labels[i:i + 1], num_items_in_batch=n).loss
+            for i in range(2))
+        means = sum(model(**{k: v[i:i + 1] for k, v in kwargs.items()}, labels=labels[i:i + 1]).loss
+                    for i in range(2)) / 2
+    assert torch.allclose(parts, whole, atol=1e-6)
+    assert not torch.allclose(means, whole, atol=1e-4)  # the unweighted mean of means differs
