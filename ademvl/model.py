@@ -2,8 +2,9 @@
 
 It is a `PreTrainedModel` + `GenerationMixin` (as `LlavaForConditionalGeneration`
 is) so that `generate()` drives the LLM's own KV cache. The visual inputs are
-computed once per batch (once per `generate` call) and handed to the layer
-wrappers through the method's `FusionState`.
+computed once per batch (once per `generate` call) and reach the decoder blocks
+as an argument of each LLM call (`ademvl.methods.layer_call`): nothing about a
+call is stored on the model, so gradient checkpointing, beams and threads work.
 """
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ import os
 import torch
 from torch import nn
 import torch.nn.functional as F
-from transformers import AutoModel, AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers import AutoModel, AutoModelForCausalLM, Cache, GenerationMixin, PreTrainedModel
+from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.utils.deprecation import deprecate_kwarg
 
+from .architectures import decoder_blocks
 from .config import VLConfig, settings_from_dict
+from .input_stage import first_attended_columns, hide_prefix, write_tokens
 from .loading import load_llm, load_vision_tower, name_or_path_of
-from .methods import FusionState, VisualInputs, method_class
+from .methods import VisualInputs, method_class
+from .methods.layer_call import accept_visual_inputs
 from .vision import VisionTower
 
 IGNORE_INDEX = -100
@@ -31,6 +37,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
+    supports_gradient_checkpointing = True
 
     def __init__(self, config: VLConfig, llm: nn.Module | None = None, vision: nn.Module | None = None):
         if llm is None:
@@ -40,10 +47,13 @@ class VLModel(PreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.llm = llm
         self.vision = VisionTower(vision)
-        self.state = FusionState()
         method_cls = method_class(config.method)
         settings = settings_from_dict(method_cls.settings_class, config.method_config, f"method '{config.method}'")
-        self.method = method_cls(settings, self.llm, self.vision, self.state)
+        self.method = method_cls(settings, self.llm, self.vision)
+        accept_visual_inputs(decoder_blocks(self.llm))
+        if self.method.num_prefix_tokens and self.method.mask_prefix and "flash" in str(llm.config._attn_implementation):
+            raise ValueError(f"method '{config.method}' hides its modality token with a mask function, which "
+                             f"{llm.config._attn_implementation} cannot apply: load the LLM with sdpa or eager attention")
         if getattr(llm, "generation_config", None) is not None:
             self.generation_config = copy.deepcopy(llm.generation_config)
         self._set_trainable()
@@ -106,7 +116,21 @@ class VLModel(PreTrainedModel, GenerationMixin):
         for module in self.modules():
             if getattr(module, "_ademvl_trainable", False):
                 module.train(mode)
+        for block in decoder_blocks(self.llm):
+            # Its own flag only: transformers checkpoints a block in training mode; its parts stay in eval.
+            block.training = mode
         return self
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs):
+        """Recompute each decoder block in the backward pass (transformers' checkpointing layers).
+
+        Only non-reentrant checkpointing (transformers' default) carries gradients to the visual
+        memory, which reaches the blocks as a keyword argument; reentrant checkpointing is refused.
+        """
+        if (activation_checkpointing_kwargs or {}).get("use_reentrant", False):
+            raise ValueError("gradient checkpointing with use_reentrant=True cannot carry gradients to the visual "
+                             "inputs (keyword arguments of each block): use the default use_reentrant=False")
+        return super().activation_checkpointing_enable(activation_checkpointing_kwargs, **kwargs)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.llm.get_input_embeddings()
@@ -126,7 +150,8 @@ class VLModel(PreTrainedModel, GenerationMixin):
     def encode_images(
         self, pixel_values: torch.Tensor | None, has_image: torch.Tensor | None, batch_size: int
     ) -> VisualInputs:
-        """Run the vision tower once on the rows that have an image, then the method's encoder."""
+        """Run the vision tower once on the rows that have an image, then the method's encoder
+        (and what the method needs from the LLM itself: LaVIN's router weights)."""
         device = self.method_device
         if has_image is None:
             has_image = torch.full((batch_size,), pixel_values is not None, dtype=torch.bool, device=device)
@@ -140,35 +165,20 @@ class VLModel(PreTrainedModel, GenerationMixin):
                 )
             rows = pixel_values[has_image.to(pixel_values.device)]
             features = self.vision(rows, self.method.feature_layers)
-        return self.method.encode(features, has_image, batch_size)
+        return self.method.complete(self.method.encode(features, has_image, batch_size))
 
     @property
     def method_device(self) -> torch.device:
         return next(self.llm.parameters()).device
 
-    def _place_visual_tokens(
-        self, embeds: torch.Tensor, tokens: torch.Tensor, image_slot: torch.Tensor, past_length: int
-    ) -> torch.Tensor:
-        """Write each sample's visual tokens over its slot positions that fall in this chunk."""
-        batch, length, _ = embeds.shape
-        n_tokens = tokens.shape[1]
-        slot = image_slot.to(embeds.device).long().view(-1, 1)
-        positions = slot + torch.arange(n_tokens, device=embeds.device) - past_length  # (B, n)
-        valid = (slot >= 0) & (positions >= 0) & (positions < length)
-        if not bool(valid.any()):
-            return embeds
-        rows = torch.arange(batch, device=embeds.device).view(-1, 1).expand_as(positions)
-        embeds = embeds.clone()
-        embeds[rows[valid], positions[valid]] = tokens.to(embeds.dtype)[valid]
-        return embeds
-
     # --- forward / generate --------------------------------------------------------------
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         pixel_values: torch.Tensor | None = None,
@@ -177,7 +187,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
         visual_tokens: torch.Tensor | None = None,
         visual_keys: torch.Tensor | None = None,
         visual_values: torch.Tensor | None = None,
-        use_cache: bool | None = None,
+        visual_routing: torch.Tensor | None = None,
         logits_to_keep: int = 0,
         num_items_in_batch: int | torch.Tensor | None = None,
         **kwargs,
@@ -185,11 +195,14 @@ class VLModel(PreTrainedModel, GenerationMixin):
         """Causal-LM forward with visual inputs.
 
         Args:
-            input_ids: (B, T) token ids; positions named by `image_slot` hold placeholders.
+            input_ids: (B, T) token ids with placeholders where the input-stage tokens go
+                (`ademvl.prompting` lays them out); the cache holds exactly these tokens.
             pixel_values / has_image: one image per row (blank for text-only rows, has_image=0).
-            image_slot: (B,) index of the first visual token in each row, -1 for none.
-            visual_tokens / visual_keys / visual_values: precomputed visual inputs
-                (what `generate` passes at every step instead of the pixels).
+            image_slot: (B,) column of each row's first visual token, -1 for none. Given with
+                the chunk that holds the prompt: the input-stage tokens are written there
+                (`generate` passes it at the first step only).
+            visual_tokens / visual_keys / visual_values / visual_routing: precomputed visual
+                inputs (what `generate` passes at every step instead of the pixels).
             labels: (B, T) with -100 outside the answer; the loss is computed from the
                 logits of the answer positions only, and `logits` is then None.
             num_items_in_batch: answer tokens in the whole optimizer step (all micro-batches,
@@ -199,66 +212,38 @@ class VLModel(PreTrainedModel, GenerationMixin):
         """
         if inputs_embeds is None:
             inputs_embeds = self.llm.get_input_embeddings()(input_ids)
-        batch, length = inputs_embeds.shape[:2]
-        if visual_tokens is None and visual_keys is None:
+        batch = inputs_embeds.shape[0]
+        if visual_tokens is None and visual_keys is None and visual_routing is None:
             visual = self.encode_images(pixel_values, has_image, batch)
         else:
-            visual = VisualInputs(visual_tokens, visual_keys, visual_values, has_image)
+            visual = VisualInputs(visual_tokens, visual_keys, visual_values, has_image, visual_routing)
 
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
         n_prefix = self.method.num_prefix_tokens
-        real_past = max(past_length - n_prefix, 0)  # tokens of input_ids already in the cache
-        if visual.tokens is not None and image_slot is not None:
-            inputs_embeds = self._place_visual_tokens(inputs_embeds, visual.tokens, image_slot, real_past)
-        llm_mask = attention_mask
-        if n_prefix:
-            inputs_embeds, attention_mask, llm_mask = self._prepend_prefix(
-                inputs_embeds, attention_mask, visual, past_length, real_past + length)
-            position_ids = None  # recounted below over the widened mask
+        prefix_start = first_attended_columns(attention_mask, batch, inputs_embeds.device)
+        if image_slot is not None:
+            if visual.tokens is not None:
+                inputs_embeds = write_tokens(inputs_embeds, visual.tokens, image_slot)
+            if n_prefix:
+                inputs_embeds = write_tokens(inputs_embeds, self.method.prefix_tokens(visual.has_image), prefix_start)
         if position_ids is None and attention_mask is not None and attention_mask.dim() == 2:
             # Left-padded batches: count positions from each row's first real token.
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -inputs_embeds.shape[1]:]
+        if n_prefix and self.method.mask_prefix:
+            attention_mask = create_causal_mask(
+                config=self.llm.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache,
+                position_ids=position_ids, and_mask_function=hide_prefix(prefix_start, n_prefix))
 
-        self.state.visual = visual
-        self.state.past_length = past_length
-        self.state.memo = getattr(past_key_values, "_ademvl_memo", None) if past_length else None
-        self.state.memo = {} if self.state.memo is None else self.state.memo
-        try:
-            out = self.llm.base_model(
-                inputs_embeds=inputs_embeds,
-                attention_mask=llm_mask,
-                position_ids=position_ids,
-                past_key_values=past_key_values,
-                use_cache=use_cache,
-                **kwargs,
-            )
-        finally:
-            self.state.visual = None
-        if out.past_key_values is not None:
-            out.past_key_values._ademvl_memo = self.state.memo  # what wrappers need at later steps
-        hidden = out.last_hidden_state
-        if n_prefix and past_length == 0:
-            hidden = hidden[:, n_prefix:]  # outputs line up with input_ids (and labels) again
-        loss, logits = self._loss_or_logits(hidden, labels, logits_to_keep, num_items_in_batch)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)
-
-    def _prepend_prefix(self, embeds, attention_mask, visual: VisualInputs, past_length: int, total_real: int):
-        """Tokens before [bos] (a modality token): prepended at the first chunk, kept in the cache.
-
-        Returns the embeddings, the 2-D mask widened over the prefix, and the mask the
-        LLM gets (4-D when later tokens are barred from attending to the prefix).
-        """
-        from .methods.prefix import prefix_barred_mask, widen_mask
-
-        batch, n_prefix = embeds.shape[0], self.method.num_prefix_tokens
-        attention_mask = widen_mask(attention_mask, batch, total_real, n_prefix, embeds.device)
-        if past_length == 0:
-            has = visual.has_image if visual.has_image is not None else embeds.new_zeros(batch)
-            embeds = torch.cat([self.method.prefix_tokens(has).to(embeds), embeds], dim=1)
-        llm_mask = attention_mask
-        if self.method.mask_prefix:
-            llm_mask = prefix_barred_mask(attention_mask, past_length, embeds.shape[1], n_prefix, embeds.dtype)
-        return embeds, attention_mask, llm_mask
+        out = self.llm.base_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            visual_inputs=visual,
+            **kwargs,
+        )
+        loss, logits = self._loss_or_logits(out.last_hidden_state, labels, logits_to_keep, num_items_in_batch)
+        rest = {key: value for key, value in out.items() if key != "last_hidden_state"}  # the cache, …
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **rest)
 
     def _loss_or_logits(self, hidden: torch.Tensor, labels, logits_to_keep: int, num_items_in_batch=None):
         """With labels: the loss from the answer positions' logits only (logits None). Else the logits."""
@@ -286,18 +271,21 @@ class VLModel(PreTrainedModel, GenerationMixin):
         attention_mask: torch.Tensor | None = None,
         **kwargs,
     ):
-        """`GenerationMixin.generate` with the images encoded once, before the first step."""
+        """`GenerationMixin.generate` with the images encoded once, before the first step.
+
+        The visual inputs go to every step as batch-first tensors, so beam search and
+        `num_return_sequences` expand them with the prompt.
+        """
         visual = self.encode_images(pixel_values, has_image, input_ids.shape[0])
-        return super().generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            image_slot=image_slot,
-            visual_tokens=visual.tokens,
-            visual_keys=visual.keys,
-            visual_values=visual.values,
-            has_image=visual.has_image,
-            **kwargs,
-        )
+        return super().generate(input_ids=input_ids, attention_mask=attention_mask, image_slot=image_slot,
+                                **visual.as_model_kwargs(), **kwargs)
+
+    def prepare_inputs_for_generation(self, input_ids, is_first_iteration: bool = False, **kwargs):
+        """After the prompt the cache holds the input-stage tokens: later steps get no image slot."""
+        inputs = super().prepare_inputs_for_generation(input_ids, is_first_iteration=is_first_iteration, **kwargs)
+        if not is_first_iteration and kwargs.get("use_cache", True):
+            inputs.pop("image_slot", None)
+        return inputs
 
     # --- adapters (only the trainable weights) --------------------------------------------
     def save_adapter(self, directory: str | os.PathLike):

@@ -1,10 +1,12 @@
 """Input-stage fusion: the token layout of one sample (SPEC §1).
 
-    image sample:      [bos] "Image: " <visual token(s)> "\n" prompt " " answer [eos]
-    text-only sample:  [bos] "Image: N/A" "\n" prompt " " answer [eos]
+    image sample:      [prefix] [bos] "Image: " <visual token(s)> "\n" prompt " " answer [eos]
+    text-only sample:  [prefix] [bos] "Image: N/A" "\n" prompt " " answer [eos]
 
 The visual tokens occupy placeholder positions in `input_ids`; the model writes
-the method's visual embeddings over them (`image_slot` = first position).
+the method's visual embeddings over them (`image_slot` = first position). Methods
+with a modality token (LaVIN, Bottleneck Adapter) have one more placeholder, the
+prefix, before [bos]: the first real token of every sample.
 Labels are -100 everywhere except on the answer and EOS.
 """
 from __future__ import annotations
@@ -43,9 +45,12 @@ def encode_sample(
     has_image: bool,
     num_visual_tokens: int,
     max_length: int | None = None,
+    num_prefix_tokens: int = 0,
 ) -> EncodedSample:
     """Token ids, labels and image slot of one sample; `answer=None` for a generation prompt."""
-    ids: list[int] = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    ids: list[int] = [placeholder_id(tokenizer)] * num_prefix_tokens
+    if tokenizer.bos_token_id is not None:
+        ids.append(tokenizer.bos_token_id)
     slot = -1
     if has_image:
         ids += _ids(tokenizer, IMAGE_PREFIX)

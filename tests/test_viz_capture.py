@@ -5,6 +5,7 @@ import torch
 
 from ademvl.fusion import adaptive_drop_, cross_attention_scores
 from ademvl.methods.ademvl import FusedMLP
+from ademvl.methods.layer_call import current_layer_call
 from ademvl.vision import multiscale_pool
 from ademvl.visualize import capture_fusion_scores, kept_mask, select_maps, split_by_scales
 from tiny import batch, tiny_model
@@ -28,8 +29,8 @@ def test_capture_matches_ademvl_fusion_on_the_same_inputs(arch, gamma):
     seen = []  # independent record of each layer's query, memory and actual fused contribution
 
     def spy(module, args, output):
-        n = args[0]
-        seen.append((n[0], module.state.visual.keys[0], module.state.visual.values[0],
+        n, visual = args[0], current_layer_call().visual
+        seen.append((n[0], visual.keys[0], visual.values[0],
                      (output - module.base_layer(n))[0] / module.alpha))
 
     handles = [m.register_forward_hook(spy) for m in model.llm.modules() if isinstance(m, FusedMLP)]

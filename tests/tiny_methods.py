@@ -13,6 +13,7 @@ TINY = {
     "llava-lora": dict(),
 }
 METHODS = sorted(TINY)
+PREFIXED = ("bottleneck", "lavin")  # a modality placeholder before the text (column 0)
 
 
 def build(method, arch="llama", seed=0, **settings):
@@ -34,6 +35,14 @@ def liven(model, seed=2):
 def inputs(method, image_rows=(1, 0), length=12):
     n = 16 if method == "llava-lora" else 3  # 4×4 patches, or 3 [cls]
     ids, pixels, has_image, slot = batch(batch_size=2, length=length + n, image_rows=image_rows, slot=2)
+    if method in PREFIXED:
+        ids = torch.cat([torch.full_like(ids[:, :1], 1), ids], dim=1)  # not PAD: generate would mask it
+        slot = torch.where(slot >= 0, slot + 1, slot)
     return dict(input_ids=ids, pixel_values=pixels, has_image=has_image, image_slot=slot)
+
+
+def text_columns(method, tensor):
+    """The columns after the modality placeholder (all of them for methods without one)."""
+    return tensor[:, 1:] if method in PREFIXED else tensor
 
 

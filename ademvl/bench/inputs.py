@@ -1,5 +1,6 @@
 """Synthetic benchmark batches: every row has an image, the text has a fixed length,
-and each method's extra input tokens come on top of that text (at slot 1, after bos)."""
+and each method's extra input tokens come on top of that text: its prefix placeholders
+first, then the visual ones after the first text token (bos)."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,7 @@ import torch
 
 def extra_tokens(model) -> int:
     """All input tokens a method adds per image sample: visual tokens + prefix tokens (LaVIN's
-    modality token), the latter prepended by the model itself."""
+    modality token)."""
     method = model.method
     return int(getattr(method, "extra_input_tokens", method.num_input_tokens))
 
@@ -17,9 +18,10 @@ def image_size_of(model) -> int:
 
 
 def synthetic_batch(model, batch_size: int, text_len: int, device="cpu", seed: int = 0) -> dict:
-    """Model inputs for `text_len` text tokens + `model.method.num_input_tokens` visual tokens."""
+    """Model inputs for `text_len` text tokens + the method's visual and prefix placeholders."""
     extra = int(model.method.num_input_tokens)
-    length = text_len + extra
+    prefix = int(model.method.num_prefix_tokens)
+    length = text_len + extra + prefix
     vocab = model.llm.config.get_text_config().vocab_size
     size = image_size_of(model)
     device = torch.device(device)
@@ -30,7 +32,7 @@ def synthetic_batch(model, batch_size: int, text_len: int, device="cpu", seed: i
         g = torch.Generator().manual_seed(seed)
         ids = torch.randint(3, vocab, (batch_size, length), generator=g).to(device)
         pixels = torch.randn(batch_size, 3, size, size, generator=g).to(device)
-    slot = 1 if extra > 0 else -1
+    slot = prefix + 1 if extra > 0 else -1
     return {
         "input_ids": ids,
         "attention_mask": torch.ones(batch_size, length, dtype=torch.long, device=device),
@@ -40,11 +42,11 @@ def synthetic_batch(model, batch_size: int, text_len: int, device="cpu", seed: i
     }
 
 
-def text_only(inputs: dict, extra: int) -> dict:
-    """The same text for the bare LLM: the method's visual-token positions removed."""
+def text_only(inputs: dict, extra: int, prefix: int = 0) -> dict:
+    """The same text for the bare LLM: the method's prefix and visual-token positions removed."""
     ids = inputs["input_ids"]
-    if extra:
-        ids = torch.cat([ids[:, :1], ids[:, 1 + extra:]], dim=1)
+    if extra or prefix:
+        ids = torch.cat([ids[:, prefix:prefix + 1], ids[:, prefix + 1 + extra:]], dim=1)
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 

@@ -50,8 +50,7 @@ class VLSteps:
         v, b = self._visual, self.inputs
         with torch.no_grad():
             return self.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], image_slot=b["image_slot"],
-                              visual_tokens=v.tokens, visual_keys=v.keys, visual_values=v.values,
-                              has_image=v.has_image, logits_to_keep=1).logits
+                              **v.as_model_kwargs(), logits_to_keep=1).logits
 
     def train(self, optimizer=None):
         logits = self.model(**self.inputs, logits_to_keep=self.answer_len).logits
@@ -68,16 +67,15 @@ class VLSteps:
             b = self.inputs
             visual = self.model.encode_images(b["pixel_values"], b["has_image"], b["input_ids"].shape[0])
             out = self.model(**b, use_cache=True, logits_to_keep=1)
-        return visual, out.past_key_values
+        return visual, out.cache
 
     def decode(self, visual, cache):
         b = self.inputs
         ids = b["input_ids"][:, -1:]
         mask = torch.ones(ids.shape[0], b["input_ids"].shape[1] + 1, dtype=torch.long, device=ids.device)
         with torch.no_grad():
-            return self.model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True,
-                              visual_tokens=visual.tokens, visual_keys=visual.keys, visual_values=visual.values,
-                              has_image=visual.has_image, logits_to_keep=1).logits
+            return self.model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True,
+                              **visual.as_model_kwargs(), logits_to_keep=1).logits
 
     def generate(self, new_tokens: int):
         return self.model.generate(**self.inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
@@ -87,9 +85,9 @@ class VLSteps:
 class BareSteps:
     """The same work for the frozen LLM alone on the same text (no visual tokens, no vision tower)."""
 
-    def __init__(self, llm, inputs: dict, extra: int, answer_len: int = 8):
+    def __init__(self, llm, inputs: dict, extra: int, answer_len: int = 8, prefix: int = 0):
         self.llm = llm
-        self.inputs = text_only(inputs, extra)
+        self.inputs = text_only(inputs, extra, prefix)
         vocab = llm.config.get_text_config().vocab_size
         self.targets = answer_targets(inputs["input_ids"].shape[0], answer_len, vocab, inputs["input_ids"].device)
         self.answer_len = answer_len
@@ -113,13 +111,13 @@ class BareSteps:
 
     def prefill(self):
         with torch.no_grad():
-            return None, self.llm(**self.inputs, use_cache=True, logits_to_keep=1).past_key_values
+            return None, self.llm(**self.inputs, use_cache=True, logits_to_keep=1).cache
 
     def decode(self, visual, cache):
         ids = self.inputs["input_ids"][:, -1:]
         mask = torch.ones(ids.shape[0], self.inputs["input_ids"].shape[1] + 1, dtype=torch.long, device=ids.device)
         with torch.no_grad():
-            return self.llm(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True,
+            return self.llm(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True,
                             logits_to_keep=1).logits
 
     def generate(self, new_tokens: int):

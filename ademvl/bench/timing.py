@@ -148,11 +148,11 @@ def build_runners(cfg: SmallConfig, device, methods):
                       "num_visual": getattr(model.method, "num_visual", None)}
         runners.append((name, steps, optimizer))
         if reference_inputs is None:
-            reference_inputs = (inputs, int(model.method.num_input_tokens))  # placeholders in input_ids
+            reference_inputs = (inputs, int(model.method.num_input_tokens), int(model.method.num_prefix_tokens))
     bare_llm = llm.to(device)
     if reference_inputs is None:
-        reference_inputs = (synthetic_batch_text(cfg, device), 0)
-    bare = BareSteps(bare_llm, reference_inputs[0], reference_inputs[1], cfg.answer_len)
+        reference_inputs = (synthetic_batch_text(cfg, device), 0, 0)
+    bare = BareSteps(bare_llm, reference_inputs[0], reference_inputs[1], cfg.answer_len, prefix=reference_inputs[2])
     info["bare-llm"] = {"extra_tokens": 0, "trainable": 0, "num_visual": None}
     runners.insert(0, ("bare-llm", bare, None))
     return runners, errors, info

@@ -20,8 +20,10 @@ class GenerationCollator(VLCollator):
     """`VLCollator` that also accepts an in-memory PIL image in `VLExample.image`
     (what harnesses hand over), besides a file path."""
 
-    def __init__(self, tokenizer, image_processor, num_visual_tokens: int, max_length: int = DEFAULT_MAX_LENGTH):
-        super().__init__(tokenizer, image_processor, num_visual_tokens, max_length, for_generation=True)
+    def __init__(self, tokenizer, image_processor, num_visual_tokens: int, max_length: int = DEFAULT_MAX_LENGTH,
+                 num_prefix_tokens: int = 0):
+        super().__init__(tokenizer, image_processor, num_visual_tokens, max_length, for_generation=True,
+                         num_prefix_tokens=num_prefix_tokens)
 
     def pixels(self, examples: list[VLExample]) -> torch.Tensor | None:
         images = {}
@@ -65,7 +67,7 @@ def generation_kwargs(tokenizer, max_new_tokens: int, **gen_kwargs) -> dict:
 def generate_batch(model, tokenizer, image_processor, examples: list[VLExample], max_new_tokens: int = 32,
                    max_length: int = DEFAULT_MAX_LENGTH, **gen_kwargs) -> list[str]:
     """Decoded new text (stripped) of each example, generated together in one batch."""
-    collator = GenerationCollator(tokenizer, image_processor, model.method.num_input_tokens, max_length)
+    collator = GenerationCollator.for_model(model, tokenizer, image_processor, max_length=max_length)
     batch = collator(list(examples))
     device = model_device(model)
     batch = {k: v.to(device) for k, v in batch.items()}

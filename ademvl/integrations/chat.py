@@ -98,7 +98,8 @@ class AdemVLChat:
         """
         example = self._example(image, prompt)
         encoded = encode_sample(self.tokenizer, example.prompt, None, example.has_image,
-                                self.model.method.num_input_tokens)
+                                self.model.method.num_input_tokens,
+                                num_prefix_tokens=self.model.method.num_prefix_tokens)
         target = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
         if not target:
             raise ValueError(f"continuation {continuation!r} has no tokens")
@@ -106,7 +107,7 @@ class AdemVLChat:
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
                  "has_image": torch.tensor([int(example.has_image)], device=ids.device),
                  "image_slot": torch.tensor([encoded.image_slot], device=ids.device)}
-        collator = GenerationCollator(self.tokenizer, self.image_processor, self.model.method.num_input_tokens)
+        collator = GenerationCollator.for_model(self.model, self.tokenizer, self.image_processor)
         pixels = collator.pixels([example])
         if pixels is not None:
             batch["pixel_values"] = pixels.to(ids.device)

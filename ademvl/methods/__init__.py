@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .ademvl import AdemVL, AdemVLSettings
-from .base import FusionMethod, FusionState, VisualInputs
+from .base import FusionMethod, VisualInputs
 from .bottleneck import Bottleneck, BottleneckSettings
 from .lavin import Lavin, LavinSettings
 from .llava_lora import LlavaLora, LlavaLoraSettings
@@ -19,6 +19,6 @@ def method_class(name: str) -> type[FusionMethod]:
     return METHODS[name]
 
 
-__all__ = ["METHODS", "method_class", "FusionMethod", "FusionState", "VisualInputs", "AdemVL", "AdemVLSettings",
+__all__ = ["METHODS", "method_class", "FusionMethod", "VisualInputs", "AdemVL", "AdemVLSettings",
            "Bottleneck", "BottleneckSettings", "Lavin", "LavinSettings", "MemVP", "MemVPSettings",
            "LlavaLora", "LlavaLoraSettings"]

@@ -12,7 +12,8 @@ from ..architectures import decoder_blocks, decoder_layout, get_attr
 from ..fusion import adaptive_fusion, drop_index
 from ..layers import MLPWithParallelAdapter, ParallelAdapter, Projector
 from ..vision import VisionTower, check_scales, multiscale_pool
-from .base import FusionMethod, FusionState, VisualInputs, mark_trainable
+from .base import FusionMethod, VisualInputs, mark_trainable
+from .layer_call import current_layer_call
 
 
 @dataclass
@@ -31,21 +32,21 @@ class AdemVLSettings:
 
 
 class FusedMLP(nn.Module):
-    """h + MLP(n) + α·F(n): wraps a decoder block's MLP, n being its (post-attention-normed) input."""
+    """h + MLP(n) + α·F(n): wraps a decoder block's MLP, n being its (post-attention-normed) input;
+    K and U are those of the block call in progress."""
 
-    def __init__(self, base_layer: nn.Module, state: FusionState, alpha: float, gamma: float):
+    def __init__(self, base_layer: nn.Module, alpha: float, gamma: float):
         super().__init__()
         self.base_layer = base_layer
-        self.state = state
         self.alpha = alpha
         self.gamma = gamma
 
     def forward(self, n: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(n)
-        visual = self.state.visual
-        if visual is None or visual.keys is None:
+        call = current_layer_call()
+        if call is None or call.visual.keys is None:
             return out
-        fused = adaptive_fusion(n, visual.keys, visual.values, self.gamma)
+        fused = adaptive_fusion(n, call.visual.keys, call.visual.values, self.gamma)
         return out + self.alpha * fused.to(out.dtype)
 
 
@@ -53,8 +54,8 @@ class AdemVL(FusionMethod):
     name = "ademvl"
     settings_class = AdemVLSettings
 
-    def __init__(self, settings: AdemVLSettings, llm: nn.Module, vision: VisionTower, state: FusionState):
-        super().__init__(settings, llm, vision, state)
+    def __init__(self, settings: AdemVLSettings, llm: nn.Module, vision: VisionTower):
+        super().__init__(settings, llm, vision)
         s = settings
         check_scales(tuple(s.scales), vision.grid)
         drop_index(s.gamma, 1)  # validates gamma's range
@@ -75,7 +76,7 @@ class AdemVL(FusionMethod):
         if s.fusion:
             mlp_name = decoder_layout(llm).mlp
             for block in decoder_blocks(llm):
-                setattr(block, mlp_name, FusedMLP(get_attr(block, mlp_name), state, s.alpha, s.gamma))
+                setattr(block, mlp_name, FusedMLP(get_attr(block, mlp_name), s.alpha, s.gamma))
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.pos_keys, std=0.02)

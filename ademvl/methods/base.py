@@ -3,7 +3,7 @@
 A method owns its trainable modules, wraps the frozen backbones' modules in
 place (never forking a model file), and turns vision-tower features into
 `VisualInputs`: tokens spliced into the LLM input and/or a memory that its
-per-layer wrappers read from the shared `FusionState`.
+per-layer wrappers read during each LLM call (`layer_call`).
 """
 from __future__ import annotations
 
@@ -18,29 +18,22 @@ from ..vision import VisionTower
 
 @dataclass
 class VisualInputs:
-    """A batch's visual inputs to the LLM, computed once per batch (and per generate call)."""
+    """A batch's visual inputs to the LLM, computed once per batch (and per generate call).
 
-    tokens: torch.Tensor | None = None  # (B, n_tokens, d): placed at each sample's image slot
+    They reach the decoder blocks as an argument of each LLM call (see `layer_call`).
+    """
+
+    tokens: torch.Tensor | None = None  # (B, n_tokens, d): written over each sample's image slot
     keys: torch.Tensor | None = None    # (B, N_v, d): memory read by the per-layer fusion
     values: torch.Tensor | None = None  # (B, N_v, d)
     has_image: torch.Tensor | None = None  # (B,) float 0/1
+    routing: torch.Tensor | None = None    # (B, n_layers, 2): LaVIN's router weights per decoder block
+    routing_sink: dict | None = None       # filled by the blocks while `routing` is being computed
 
-
-class FusionState:
-    """Shared, per-forward slot through which the model hands visual inputs to layer wrappers.
-
-    Decoder blocks call `self.mlp(hidden_states)` with nothing else, so the
-    wrappers cannot receive the memory as an argument; the model sets it here
-    right before running the LLM and clears it afterwards.
-    """
-
-    def __init__(self) -> None:
-        self.visual: VisualInputs | None = None
-        # Tokens already in the KV cache (0 = this chunk starts the sequence), and a dict
-        # that lives with the cache: what a wrapper computed at the first chunk (e.g.
-        # LaVIN's router weights) and must reuse at every later decoding step.
-        self.past_length: int = 0
-        self.memo: dict = {}
+    def as_model_kwargs(self) -> dict:
+        """The keyword arguments of `VLModel.forward` that carry these inputs to a later call."""
+        return {"visual_tokens": self.tokens, "visual_keys": self.keys, "visual_values": self.values,
+                "visual_routing": self.routing, "has_image": self.has_image}
 
 
 class FusionMethod(nn.Module):
@@ -49,10 +42,9 @@ class FusionMethod(nn.Module):
     name: ClassVar[str]
     settings_class: ClassVar[type]
 
-    def __init__(self, settings, llm: nn.Module, vision: VisionTower, state: FusionState):
+    def __init__(self, settings, llm: nn.Module, vision: VisionTower):
         super().__init__()
         self.settings = settings
-        self.state = state
         self.llm_hidden = llm.config.get_text_config().hidden_size
 
     # --- what the model asks of a method -------------------------------------------------
@@ -68,17 +60,23 @@ class FusionMethod(nn.Module):
 
     @property
     def num_prefix_tokens(self) -> int:
-        """Tokens the model prepends before [bos] (e.g. a modality token); 0 = none."""
+        """Placeholder tokens before [bos] in `input_ids` (a modality token) whose embedding
+        the model writes from `prefix_tokens`; 0 = none."""
         return 0
 
     @property
     def mask_prefix(self) -> bool:
-        """Whether later tokens are barred from attending to the prefix tokens."""
+        """Whether later tokens are barred from attending to the prefix tokens (a mask function)."""
         return False
 
     def prefix_tokens(self, has_image: torch.Tensor) -> torch.Tensor:
-        """(B,) 0/1 → (B, num_prefix_tokens, d) embeddings placed before [bos]."""
+        """(B,) 0/1 → (B, num_prefix_tokens, d) embeddings written over the placeholders before [bos]."""
         raise NotImplementedError
+
+    def complete(self, visual: VisualInputs) -> VisualInputs:
+        """Add what the decoder blocks need that only the LLM itself can compute (LaVIN's router
+        weights); called once per batch / per generate call, after `encode`."""
+        return visual
 
     @property
     def feature_layers(self) -> list[int]:

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from ..layers import Projector
 from ..vision import VisionTower
+from .layer_call import current_layer_call
 
 
 class GroupedLinear(nn.Module):
@@ -109,30 +110,31 @@ class AdapterThen(nn.Module):
 
 
 class RoutedThenAdapter(nn.Module):
-    """router-adapter(base(x)) with x_modality = the normed first token (the modality token).
+    """router-adapter(base(x)), the expert weights routed by x_modality.
 
-    With `cached`, the weights computed at a sequence's first chunk are kept in the
-    shared `FusionState.memo` (as LaVIN's `cache_weights`) for the decoding steps,
-    whose chunks no longer contain the first token.
+    In the vision tower x_modality is each chunk's normed first token ([cls]). In the LLM
+    (`from_call=True`) the weights are those of the block call in progress, `visual.routing`,
+    which `Lavin.complete` computes once per batch by running the modality token alone through
+    the LLM (it attends only to itself, so it is the same there as in the sequence): during that
+    pass each block routes on its chunk's first token and leaves the weights in `routing_sink`.
+    Decoding steps, beams and threads therefore all read the weights from their own call.
     """
 
-    def __init__(self, base_layer: nn.Module, adapter: RepAdapterRouter, state=None, key: str | None = None):
+    def __init__(self, base_layer: nn.Module, adapter: RepAdapterRouter, from_call: bool = False):
         super().__init__()
         self.base_layer = base_layer
         self.adapter = adapter
-        self.state = state
-        self.key = key
+        self.from_call = from_call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.base_layer(x)
-        if self.state is None or self.state.past_length == 0:
-            weights = self.adapter.route(z[:, 0])
-            if self.state is not None:
-                self.state.memo[self.key] = weights.detach()
+        call = current_layer_call() if self.from_call else None
+        if call is not None and call.visual.routing is not None:
+            weights = call.visual.routing[:, call.index]
         else:
-            if self.key not in self.state.memo:
-                raise RuntimeError(f"router weights of '{self.key}' missing: decoding needs the cache of its first chunk")
-            weights = self.state.memo[self.key]
+            weights = self.adapter.route(z[:, 0])
+            if call is not None and call.visual.routing_sink is not None:
+                call.visual.routing_sink[call.index] = weights
         return self.adapter(z, weights)
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..architectures import decoder_blocks, decoder_layout, get_attr, vision_layout
 from ..vision import VisionTower
-from .base import FusionState, mark_trainable
+from .base import mark_trainable
 from .cls_input import ClsTokenInput
 from .blocks import AdapterThen, BottleneckAdapter, ThenAdapter
 
@@ -52,8 +52,8 @@ class Bottleneck(ClsTokenInput):
     name = "bottleneck"
     settings_class = BottleneckSettings
 
-    def __init__(self, settings: BottleneckSettings, llm: nn.Module, vision: VisionTower, state: FusionState):
-        super().__init__(settings, llm, vision, state)
+    def __init__(self, settings: BottleneckSettings, llm: nn.Module, vision: VisionTower):
+        super().__init__(settings, llm, vision)
         s = settings
         self._build_visual_input(vision, s.neck_every, s.neck_hidden, s.neck_gated, s.modality_token)
         d, d_v = self.llm_hidden, vision.hidden_size

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..layers import MLPWithParallelAdapter, ParallelAdapter, Projector
 from ..vision import VisionTower
-from .base import FusionMethod, FusionState, VisualInputs, mark_trainable
+from .base import FusionMethod, VisualInputs, mark_trainable
 from .blocks import scatter_rows
 
 # Attention projections LoRA targets by default, per LLM architecture.
@@ -59,8 +59,8 @@ class LlavaLora(FusionMethod):
     name = "llava-lora"
     settings_class = LlavaLoraSettings
 
-    def __init__(self, settings: LlavaLoraSettings, llm: nn.Module, vision: VisionTower, state: FusionState):
-        super().__init__(settings, llm, vision, state)
+    def __init__(self, settings: LlavaLoraSettings, llm: nn.Module, vision: VisionTower):
+        super().__init__(settings, llm, vision)
         s = settings
         vision.block_index(s.feature_layer)
         self.vision = [vision]

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from ..architectures import decoder_blocks, decoder_layout, get_attr
 from ..layers import MLPWithParallelAdapter, ParallelAdapter, Projector
 from ..vision import VisionTower
-from .base import FusionMethod, FusionState, VisualInputs, mark_trainable
+from .base import FusionMethod, VisualInputs, mark_trainable
+from .layer_call import current_layer_call
 from .blocks import scatter_rows
 
 
@@ -35,19 +36,18 @@ class MemVPSettings:
 class MemoryMLP(nn.Module):
     """h + MLP(n) + s·drop(silu(n Kᵀ)) U, with K = V+E1, U = V+E2 (both per sample)."""
 
-    def __init__(self, base_layer: nn.Module, state: FusionState, scale: float, dropout: float):
+    def __init__(self, base_layer: nn.Module, scale: float, dropout: float):
         super().__init__()
         self.base_layer = base_layer
-        self.state = state
         self.scale = scale
         self.dropout = mark_trainable(nn.Dropout(dropout))  # follows model.train()/eval()
 
     def forward(self, n: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(n)
-        visual = self.state.visual
-        if visual is None or visual.keys is None:
+        call = current_layer_call()
+        if call is None or call.visual.keys is None:
             return out
-        keys, values = visual.keys.to(n.dtype), visual.values.to(n.dtype)
+        keys, values = call.visual.keys.to(n.dtype), call.visual.values.to(n.dtype)
         scores = self.dropout(F.silu(torch.matmul(n, keys.transpose(-1, -2))))
         return out + self.scale * torch.matmul(scores, values).to(out.dtype)
 
@@ -56,8 +56,8 @@ class MemVP(FusionMethod):
     name = "memvp"
     settings_class = MemVPSettings
 
-    def __init__(self, settings: MemVPSettings, llm: nn.Module, vision: VisionTower, state: FusionState):
-        super().__init__(settings, llm, vision, state)
+    def __init__(self, settings: MemVPSettings, llm: nn.Module, vision: VisionTower):
+        super().__init__(settings, llm, vision)
         s = settings
         vision.block_index(s.feature_layer)
         patches = vision.grid * vision.grid
@@ -77,7 +77,7 @@ class MemVP(FusionMethod):
         if s.fusion:
             mlp_name = decoder_layout(llm).mlp
             for block in decoder_blocks(llm):
-                setattr(block, mlp_name, MemoryMLP(get_attr(block, mlp_name), state, s.scale, s.dropout))
+                setattr(block, mlp_name, MemoryMLP(get_attr(block, mlp_name), s.scale, s.dropout))
 
     @property
     def num_input_tokens(self) -> int:

@@ -182,7 +182,7 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
         model = build_model(recipe)
     model.train()
     collator = data_mod.SafeCollator(
-        VLCollator(tokenizer, image_processor, model.method.num_input_tokens, max_length=t.max_length),
+        VLCollator.for_model(model, tokenizer, image_processor, max_length=t.max_length),
         skip_bad=recipe.data.skip_bad)
 
     world, rank = accelerator.num_processes, accelerator.process_index

@@ -1,7 +1,7 @@
 """Record what ADEM-VL's adaptive fusion did in each decoder layer (for Fig. 3).
 
-Forward hooks on the `FusedMLP` wrappers see each layer's query `n` while the
-model's `FusionState` still holds the keys, so the scores S = silu(n)Kᵀ and
+Forward hooks on the `FusedMLP` wrappers see each layer's query `n` during the
+block call that binds the keys (`current_layer_call`), so the scores S = silu(n)Kᵀ and
 the kept mask are recomputed with the same functions and rule the fusion uses
 (`ademvl.fusion`), for one forward over the whole sequence (no cache).
 """
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..fusion import cross_attention_scores, drop_index
+from ..methods.layer_call import current_layer_call
 
 
 def kept_mask(scores: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -50,11 +51,11 @@ def capture_fusion_scores(model, batch: dict, row: int = 0) -> dict[str, np.ndar
 
     def hook_for(index):
         def hook(module, inputs, output):
-            visual = module.state.visual
-            if visual is None or visual.keys is None:
+            call = current_layer_call()
+            if call is None or call.visual.keys is None:
                 return
             n = inputs[0]
-            scores = cross_attention_scores(n, visual.keys.to(n.dtype))[row]
+            scores = cross_attention_scores(n, call.visual.keys.to(n.dtype))[row]
             records[index] = (scores.float().cpu(), kept_mask(scores, module.gamma).cpu())
         return hook
 

@@ -54,7 +54,7 @@ def render_fusion_figure(
     from ..data.example import VLExample
 
     example = VLExample(id="viz", prompt=prompt, answer="", image=str(image_path))
-    collator = VLCollator(tokenizer, image_processor, model.method.num_input_tokens, for_generation=True)
+    collator = VLCollator.for_model(model, tokenizer, image_processor, for_generation=True)
     batch = collator([example])
     device = model.method_device
     batch = {k: v.to(device) for k, v in batch.items()}

@@ -1,0 +1,74 @@
+"""How one LLM call's visual inputs reach the wrapped parts of each frozen decoder block.
+
+The model passes them as a keyword argument of the LLM call, `visual_inputs=VisualInputs(...)`.
+Transformers' decoder models forward extra keyword arguments to every decoder layer, and its
+`GradientCheckpointingLayer` replays a layer's arguments when it recomputes the layer, so the
+inputs travel with the call itself: nothing is stored on the model between calls.
+
+Inside a block, though, the MLP and the norms are called with the hidden states alone. So each
+decoder block is given a forward that takes `visual_inputs`, binds them (with the block's index)
+in a context variable for exactly the duration of that block's call, and runs the block's own
+forward. The wrapped MLP / norm read them with `current_layer_call()`. A context variable is
+per thread (and per asyncio task), so two threads generating with one model never see each
+other's inputs; Dynamo traces it without a graph break.
+
+The block's class is swapped for a subclass (as FSDP2 does) rather than wrapped in a parent
+module, so parameter names, state dicts and transformers' per-layer plans stay those of the
+plain model. Being a subclass of a `GradientCheckpointingLayer`, the new forward - binding
+included - is what a checkpoint recomputes.
+"""
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
+
+from .base import VisualInputs
+
+
+@dataclass(frozen=True)
+class LayerCall:
+    """What the wrapped parts of decoder block `index` see during one call."""
+
+    visual: VisualInputs
+    index: int
+
+
+_CURRENT: ContextVar[LayerCall | None] = ContextVar("ademvl_layer_call", default=None)
+
+
+def current_layer_call() -> LayerCall | None:
+    """The visual inputs of the decoder-block call in progress (None outside one, or text only)."""
+    return _CURRENT.get()
+
+
+_SUBCLASSES: dict[type, type] = {}
+
+
+def _visual_subclass(block_class: type) -> type:
+    """`block_class` with a forward that takes `visual_inputs` (one subclass per block class)."""
+    if block_class in _SUBCLASSES.values():
+        return block_class
+    if block_class not in _SUBCLASSES:
+        plain_forward = block_class.forward
+
+        def forward(self, *args, visual_inputs: VisualInputs | None = None, **kwargs):
+            token = _CURRENT.set(None if visual_inputs is None else LayerCall(visual_inputs, self._ademvl_index))
+            try:
+                return plain_forward(self, *args, **kwargs)
+            finally:
+                _CURRENT.reset(token)
+
+        _SUBCLASSES[block_class] = type(f"Visual{block_class.__name__}", (block_class,), {"forward": forward})
+    return _SUBCLASSES[block_class]
+
+
+def accept_visual_inputs(blocks: nn.ModuleList) -> None:
+    """Give every decoder block a forward that takes this call's `visual_inputs`."""
+    for index, block in enumerate(blocks):
+        if not isinstance(block, GradientCheckpointingLayer):
+            raise TypeError(f"decoder block {type(block).__name__} is not a transformers GradientCheckpointingLayer")
+        block.__class__ = _visual_subclass(type(block))
+        block._ademvl_index = index
