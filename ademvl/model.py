@@ -233,6 +233,8 @@ class VLModel(PreTrainedModel, GenerationMixin):
                 config=self.llm.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache,
                 position_ids=position_ids, and_mask_function=hide_prefix(prefix_start, n_prefix))
 
+        if labels is not None:
+            kwargs.setdefault("use_cache", False)  # training: no cache to build
         out = self.llm.base_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,

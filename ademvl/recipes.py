@@ -78,6 +78,7 @@ class TrainSection:
     report_to: list = field(default_factory=list)  # extra trackers: tensorboard, wandb (when installed)
     save_rank_weights: bool = False  # every rank writes its trainable weights at the end (DDP checks)
     find_unused_parameters: bool = True  # DDP: SPEC's last vision adapter never gets a gradient
+    gradient_checkpointing: bool = False  # recompute each LLM block in the backward pass: less activation memory
 
 
 @dataclass

@@ -9,17 +9,11 @@ from torch import nn
 from .architectures import get_attr, vision_blocks, vision_layout, vision_root
 
 
-class _EnoughBlocks(Exception):
-    """Raised by a forward hook once the deepest block a method reads has run."""
-
-
 class VisionTower(nn.Module):
     """Wraps a Hugging Face CLIP/SigLIP vision model and exposes what methods need.
 
     `forward(pixel_values, layers)` returns the raw residual stream after each
-    requested block (negative indices count from the end, -1 = last block). Blocks
-    after the deepest requested one are not run: ADEM-VL reads the penultimate
-    block, so the last one would be computed for nothing.
+    requested block (negative indices count from the end, -1 = last block).
     """
 
     def __init__(self, model: nn.Module):
@@ -54,39 +48,13 @@ class VisionTower(nn.Module):
         return index
 
     def forward(self, pixel_values: torch.Tensor, layers: list[int]) -> dict[int, torch.Tensor]:
+        """Transformers keeps only the selected hidden states (`output_hidden_states=[...]`), with
+        its own per-call collector: safe for threads, no hooks on the shared blocks. Every block
+        runs (ADEM-VL's penultimate read leaves the last one unused: 1/24 of ViT-L)."""
         dtype = next(self.model.parameters()).dtype
         indices = {layer: self.block_index(layer) for layer in layers}
-        captured = self._run_until(pixel_values.to(dtype), set(indices.values()))
-        return {layer: captured[index] for layer, index in indices.items()}
-
-    def _run_until(self, pixel_values: torch.Tensor, wanted: set[int]) -> dict[int, torch.Tensor]:
-        """Run the tower, keep the outputs of the wanted blocks (1-based) and stop after the deepest.
-
-        Forward hooks read the block outputs and the deepest one ends the forward with a private
-        exception. Why not `output_hidden_states`: it keeps every block alive, and Transformers
-        installs its capturing hooks lazily, so any trick that hides blocks (a shortened layer list)
-        leaves later full-tower calls with missing hidden states.
-        """
-        captured: dict[int, torch.Tensor] = {}
-        deepest = max(wanted)
-
-        def keep(index: int):
-            def hook(module, args, output):
-                captured[index] = output[0] if isinstance(output, (tuple, list)) else output
-                if index == deepest:
-                    raise _EnoughBlocks
-
-            return hook
-
-        handles = [self.blocks[index - 1].register_forward_hook(keep(index)) for index in sorted(wanted)]
-        try:
-            vision_root(self.model)(pixel_values=pixel_values)
-        except _EnoughBlocks:
-            pass
-        finally:
-            for handle in handles:
-                handle.remove()
-        return captured
+        out = vision_root(self.model)(pixel_values=pixel_values.to(dtype), output_hidden_states=sorted(set(indices.values())))
+        return {layer: out.hidden_states[index] for layer, index in indices.items()}
 
     def split_cls(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, [1+]P, d) → cls (B, d), patches (B, P, d); towers without [cls] use the patch mean."""

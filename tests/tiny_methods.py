@@ -13,12 +13,14 @@ TINY = {
     "llava-lora": dict(),
 }
 METHODS = sorted(TINY)
+ALL_METHODS = ["ademvl", *METHODS]  # ADEM-VL with the tiny grid's scales (16, 4)
 PREFIXED = ("bottleneck", "lavin")  # a modality placeholder before the text (column 0)
 
 
 def build(method, arch="llama", seed=0, **settings):
     llm = tiny_llm(arch, seed)
-    model = VLModel.from_backbones(llm, tiny_vision("clip", seed + 1), method=method, **{**TINY[method], **settings})
+    tiny = TINY.get(method, {"scales": (16, 4)})
+    model = VLModel.from_backbones(llm, tiny_vision("clip", seed + 1), method=method, **{**tiny, **settings})
     return model.eval()
 
 
@@ -33,7 +35,7 @@ def liven(model, seed=2):
 
 
 def inputs(method, image_rows=(1, 0), length=12):
-    n = 16 if method == "llava-lora" else 3  # 4×4 patches, or 3 [cls]
+    n = {"llava-lora": 16, "ademvl": 1}.get(method, 3)  # 4×4 patches, ADEM-VL's [cls], or 3 [cls]
     ids, pixels, has_image, slot = batch(batch_size=2, length=length + n, image_rows=image_rows, slot=2)
     if method in PREFIXED:
         ids = torch.cat([torch.full_like(ids[:, :1], 1), ids], dim=1)  # not PAD: generate would mask it

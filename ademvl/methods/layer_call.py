@@ -7,10 +7,11 @@ inputs travel with the call itself: nothing is stored on the model between calls
 
 Inside a block, though, the MLP and the norms are called with the hidden states alone. So each
 decoder block is given a forward that takes `visual_inputs`, binds them (with the block's index)
-in a context variable for exactly the duration of that block's call, and runs the block's own
-forward. The wrapped MLP / norm read them with `current_layer_call()`. A context variable is
-per thread (and per asyncio task), so two threads generating with one model never see each
-other's inputs; Dynamo traces it without a graph break.
+in a thread-local slot for exactly the duration of that block's call, and runs the block's own
+forward. The wrapped MLP / norm read them with `current_layer_call()`. The slot is per thread, so
+two threads generating with one model never see each other's inputs, and a block call contains
+no await, so asyncio tasks cannot interleave inside one. Dynamo traces `threading.local` without
+a graph break (it cannot trace `contextvars.ContextVar.set/get`).
 
 The block's class is swapped for a subclass (as FSDP2 does) rather than wrapped in a parent
 module, so parameter names, state dicts and transformers' per-layer plans stay those of the
@@ -19,7 +20,7 @@ included - is what a checkpoint recomputes.
 """
 from __future__ import annotations
 
-from contextvars import ContextVar
+import threading
 from dataclasses import dataclass
 
 from torch import nn
@@ -36,12 +37,12 @@ class LayerCall:
     index: int
 
 
-_CURRENT: ContextVar[LayerCall | None] = ContextVar("ademvl_layer_call", default=None)
+_CURRENT = threading.local()
 
 
 def current_layer_call() -> LayerCall | None:
     """The visual inputs of the decoder-block call in progress (None outside one, or text only)."""
-    return _CURRENT.get()
+    return getattr(_CURRENT, "call", None)
 
 
 _SUBCLASSES: dict[type, type] = {}
@@ -55,11 +56,12 @@ def _visual_subclass(block_class: type) -> type:
         plain_forward = block_class.forward
 
         def forward(self, *args, visual_inputs: VisualInputs | None = None, **kwargs):
-            token = _CURRENT.set(None if visual_inputs is None else LayerCall(visual_inputs, self._ademvl_index))
+            outer = getattr(_CURRENT, "call", None)
+            _CURRENT.call = None if visual_inputs is None else LayerCall(visual_inputs, self._ademvl_index)
             try:
                 return plain_forward(self, *args, **kwargs)
             finally:
-                _CURRENT.reset(token)
+                _CURRENT.call = outer
 
         _SUBCLASSES[block_class] = type(f"Visual{block_class.__name__}", (block_class,), {"forward": forward})
     return _SUBCLASSES[block_class]

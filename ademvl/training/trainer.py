@@ -181,6 +181,8 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
     if model is None:
         model = build_model(recipe)
     model.train()
+    if t.gradient_checkpointing:
+        model.activation_checkpointing_enable()
     collator = data_mod.SafeCollator(
         VLCollator.for_model(model, tokenizer, image_processor, max_length=t.max_length),
         skip_bad=recipe.data.skip_bad)
