@@ -216,7 +216,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
         if visual_tokens is None and visual_keys is None and visual_routing is None:
             visual = self.encode_images(pixel_values, has_image, batch)
         else:
-            visual = VisualInputs(visual_tokens, visual_keys, visual_values, has_image, visual_routing)
+            visual = self.method.complete(VisualInputs(visual_tokens, visual_keys, visual_values, has_image, visual_routing))
 
         n_prefix = self.method.num_prefix_tokens
         prefix_start = first_attended_columns(attention_mask, batch, inputs_embeds.device)

