@@ -9,6 +9,7 @@ wraps a bare question into that shape.
 from __future__ import annotations
 
 import os
+import string
 
 import torch
 import torch.nn.functional as F
@@ -24,15 +25,28 @@ DEFAULT_TEMPLATE = "{prompt}"
 INSTRUCT_TEMPLATE = LLAVA_QUESTION_TEMPLATE  # the LLaVA-instruct training layout
 
 
+def check_template(template: str, name: str = "prompt_template") -> str:
+    """`template`, if "{prompt}" is its only field (one line naming `name` otherwise, not a KeyError later)."""
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as error:  # a lone "{" or "}"
+        raise ValueError(f"{name} {template!r} is not a valid template ({error}; write {{{{ }}}} for literal braces)") from None
+    others = sorted({f"{{{field}}}" for field in fields if field != "prompt"})
+    if others:
+        raise ValueError(f"{name} {template!r} has unknown field(s) {', '.join(others)}: the only field is {{prompt}} "
+                         "(write {{ }} for literal braces)")
+    if "prompt" not in fields:
+        raise ValueError(f"{name} must contain '{{prompt}}', got {template!r}")
+    return template
+
+
 def resolve_template(model, template: str | None, name: str = "prompt_template") -> str:
     """The template asked for, else the one the adapter was trained with, else the bare prompt.
 
-    `name` is how the caller's user knows the option, for the error when "{prompt}" is missing."""
+    `name` is how the caller's user knows the option, for the error when the template is malformed."""
     if template is None:
         template = getattr(model.config, "prompt_template", None) or DEFAULT_TEMPLATE
-    if "{prompt}" not in template:
-        raise ValueError(f"{name} must contain '{{prompt}}', got {template!r}")
-    return template
+    return check_template(template, name)
 
 
 def _image(image):
