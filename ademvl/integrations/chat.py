@@ -18,7 +18,8 @@ from PIL import Image
 from ..data.example import VLExample
 from ..data.images import load_image
 from ..data.llava_instruct import QUESTION_TEMPLATE as LLAVA_QUESTION_TEMPLATE
-from ..evaluation.generation import DEFAULT_MAX_LENGTH, GenerationCollator, generate_batch, model_device
+from ..context import prompt_token_limit
+from ..evaluation.generation import GenerationCollator, generate_batch, model_device
 from ..prompting import encode_sample
 
 DEFAULT_TEMPLATE = "{prompt}"
@@ -62,7 +63,7 @@ class AdemVLChat:
     """Answer questions about images with a trained model (greedy unless told otherwise)."""
 
     def __init__(self, model, tokenizer, image_processor, max_new_tokens: int = 64,
-                 prompt_template: str | None = None, max_length: int = DEFAULT_MAX_LENGTH, **gen_kwargs):
+                 prompt_template: str | None = None, max_length: int | None = None, **gen_kwargs):
         prompt_template = resolve_template(model, prompt_template)
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -111,11 +112,12 @@ class AdemVLChat:
         as harnesses do: ``" yes"``).
         """
         example = self._example(image, prompt)
-        encoded = encode_sample(self.tokenizer, example.prompt, None, example.has_image,
-                                self.model.method.num_input_tokens)
         target = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
         if not target:
             raise ValueError(f"continuation {continuation!r} has no tokens")
+        limit = prompt_token_limit(self.model, reserve=len(target), cap=self.max_length, option="continuation length")
+        encoded = encode_sample(self.tokenizer, example.prompt, None, example.has_image,
+                                self.model.method.num_input_tokens, limit)
         ids = torch.tensor([encoded.input_ids + target], device=model_device(self.model))
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
                  "has_image": torch.tensor([int(example.has_image)], device=ids.device),
