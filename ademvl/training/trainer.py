@@ -209,9 +209,6 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
             raise TrainingError(f"run dir '{run_dir}' already has checkpoints: pass --resume to continue it, "
                                 "or choose another --output-dir")
     accelerator.wait_for_everyone()
-    if main:
-        atomic_write_bytes(run_dir / "recipe.yaml",
-                           lambda tmp: Path(tmp).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False)))
     recorded_recipe = recipe.to_dict()
     with accelerator.main_process_first():  # a demo backbone is built once, by rank 0
         recipe = resolve_backbones(recipe)
@@ -246,6 +243,9 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
     position = {"step": 0, "epoch": 0, "micro": 0, "world_size": world, "final_loss": None}
     if checkpoint is not None:
         position = load_checkpoint(accelerator, model, optimizer, checkpoint)
+    if main:  # only now: a refused or unreadable checkpoint leaves the run dir as it was
+        atomic_write_bytes(run_dir / "recipe.yaml",
+                           lambda tmp: Path(tmp).write_text(yaml.safe_dump(recorded_recipe, sort_keys=False)))
     scheduler = build_scheduler(optimizer, steps_per_epoch, t.epochs, t.warmup_epochs, lr, t.min_lr,
                                 start_step=position["step"])
     if checkpoint is not None and main:
