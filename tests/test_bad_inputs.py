@@ -78,7 +78,8 @@ def test_the_payload_is_live(tmp_path):
     assert marker.exists()
 
 
-@pytest.mark.parametrize("plant", ["optimizer.safetensors", "rng_state_0.safetensors", "training_state.pt"])
+@pytest.mark.parametrize("plant", ["optimizer.safetensors", "rng_state_0.safetensors", "training_state.pt",
+                                   "zero-byte optimizer.safetensors"])
 def test_resume_refuses_a_planted_pickle(root, trained, tmp_path, capsys, plant):
     run = tmp_path / "run"
     shutil.copytree(trained, run)
@@ -88,6 +89,9 @@ def test_resume_refuses_a_planted_pickle(root, trained, tmp_path, capsys, plant)
         checkpoint = run / "checkpoints" / "step-00000003"
         checkpoint.mkdir()
         torch.save({"optimizer": Payload(marker), "step": 3}, checkpoint / plant)
+    elif plant.startswith("zero-byte"):
+        plant = plant.split()[1]
+        (checkpoint / plant).write_bytes(b"")
     else:
         (checkpoint / plant).write_bytes(pickle.dumps(Payload(marker)))
     before = snapshot(run)

@@ -45,7 +45,7 @@ class TrainResult:
     adapter_dir: Path  # final trainable weights (load with VLModel.from_adapter)
     steps: int  # optimizer steps done in total (including those before a resume)
     total_steps: int  # steps the schedule spans (epochs × steps per epoch)
-    final_loss: float | None  # mean loss of the last optimizer step (all ranks)
+    final_loss: float | None  # loss of the last optimizer step: mean over its answer tokens (all ranks)
     seconds: float  # wall time of this invocation
     samples_per_second: float  # this invocation, all ranks
     steps_per_second: float
