@@ -18,20 +18,38 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An option error is one line naming the option (argparse's own text), without the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ademvl", description="ADEM-VL and its baselines on frozen Hugging Face backbones.")
+    parser = OneLineParser(prog="ademvl", description="ADEM-VL and its baselines on frozen Hugging Face backbones.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in COMMANDS.items():
         module = importlib.import_module(f"ademvl.commands.{name}")
         command = sub.add_parser(name, help=help_text, description=module.__doc__,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        command.set_defaults(_run=module.run, _parser=command)
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Like `parse_args`, but KEY=VALUE overrides may also come after options (`train R --resume k=v`):
+    argparse stops filling a positional list at the first option, so the rest come back as extras."""
+    args, extras = parser.parse_known_args(argv)
+    if extras and hasattr(args, "overrides") and not any(item.startswith("-") for item in extras):
+        args.overrides = [*(args.overrides or []), *extras]
+    elif extras:
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     from .training.trainer import TrainingError
 
     try:

@@ -68,6 +68,11 @@ def encode_sample(
             answer_ids.append(tokenizer.eos_token_id)
     if max_length is not None and head + len(prompt_ids) + len(answer_ids) > max_length:
         # Keep the image prefix and the answer; cut the prompt's beginning (the question sits at its end).
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.get_logger(__name__).warning_once(
+            f"a prompt did not fit in {max_length} tokens (the LLM's context or train.max_length): its beginning "
+            "was cut and its end kept")
         room = max(max_length - head - len(answer_ids), 0)
         prompt_ids = prompt_ids[len(prompt_ids) - room:] if room else []
         answer_ids = answer_ids[: max_length - head - len(prompt_ids)]

@@ -9,6 +9,7 @@ installed package (the repository root for a source/editable install).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,25 +232,64 @@ def load_recipe(path_or_name: str | os.PathLike, overrides: list[str] | dict | N
 
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+_KINDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string", "list": "a list",
+          "dict": "a mapping"}
+
+
+def _type_problem(annotation: str, value: Any) -> str | None:
+    """What `value` should have been for a field annotated `annotation` ("int | None", ...), or None if it fits.
+
+    YAML turns `maybe` into a string and `1.5` into a float; a bool field must get a bool and an
+    int field an int, or a recipe would run with a setting that means something else than it says."""
+    kinds = [k.strip() for k in annotation.split("|")]
+    if value is None:
+        return None if "None" in kinds else "a value"
+    for kind in kinds:
+        if kind == "bool" and isinstance(value, bool):
+            return None
+        if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return None
+        if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return None if math.isfinite(value) else "a finite number"
+        if kind in ("str", "list", "dict") and isinstance(value, {"str": str, "list": list, "dict": dict}[kind]):
+            return None
+    return " or ".join(_KINDS.get(k, k) for k in kinds if k != "None") + (" (or null)" if "None" in kinds else "")
+
+
+def _check_types(recipe: Recipe) -> None:
+    for section, cls in SECTIONS.items():
+        values = getattr(recipe, section)
+        for f in dataclasses.fields(cls):
+            value = getattr(values, f.name)
+            problem = _type_problem(str(f.type), value)
+            if problem:
+                raise RecipeError(f"recipe key '{section}.{f.name}' must be {problem}, got {value!r}")
+
+
+def _at_least(section: str, key: str, value, low, strict: bool = False) -> None:
+    if value is not None and (value <= low if strict else value < low):
+        raise RecipeError(f"recipe key '{section}.{key}' must be {'>' if strict else '≥'} {low}, got {value!r}")
 
 
 def validate(recipe: Recipe) -> None:
-    t = recipe.train
+    t, d = recipe.train, recipe.data
+    _check_types(recipe)
     if not recipe.model.llm or not recipe.model.vision:
         raise RecipeError("recipe must set model.llm and model.vision")
-    for key in ("epochs", "batch_size", "grad_accum", "max_length", "log_every"):
-        value = getattr(t, key)
-        if not isinstance(value, int) or value < 1:
-            raise RecipeError(f"train.{key} must be a positive integer, got {value!r}")
-    if t.keep_last < 1:
-        raise RecipeError(f"train.keep_last must be ≥ 1, got {t.keep_last}")
-    if t.save_every < 0:
-        raise RecipeError(f"train.save_every must be ≥ 0, got {t.save_every}")
-    if t.warmup_epochs < 0:  # more than train.epochs is allowed: the run then ends still warming up
-        raise RecipeError(f"train.warmup_epochs must be ≥ 0, got {t.warmup_epochs}")
+    for key in ("epochs", "batch_size", "grad_accum", "max_length", "log_every", "keep_last"):
+        _at_least("train", key, getattr(t, key), 1)
+    for key in ("save_every", "num_workers", "warmup_epochs", "min_lr", "weight_decay"):  # warm-up may outlast the run
+        _at_least("train", key, getattr(t, key), 0)
+    for key in ("lr", "blr", "grad_clip"):
+        _at_least("train", key, getattr(t, key), 0, strict=True)
+    _at_least("train", "max_steps", t.max_steps, 1)
+    _at_least("data", "limit", d.limit, 1)
+    if d.val_fraction is not None and not 0 <= d.val_fraction < 1:
+        raise RecipeError(f"recipe key 'data.val_fraction' must be in [0, 1), got {d.val_fraction!r}")
     if t.mixed_precision not in MIXED_PRECISION:
         raise RecipeError(f"train.mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {t.mixed_precision!r}")
-    if not (isinstance(t.betas, (list, tuple)) and len(t.betas) == 2):
-        raise RecipeError(f"train.betas must be two numbers, got {t.betas!r}")
-    if t.max_steps is not None and t.max_steps < 1:
-        raise RecipeError(f"train.max_steps must be ≥ 1 when set, got {t.max_steps}")
+    if not (len(t.betas) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                                      for b in t.betas)):
+        raise RecipeError(f"recipe key 'train.betas' must be two numbers in [0, 1), got {t.betas!r}")
+    if not all(isinstance(name, str) for name in t.report_to):
+        raise RecipeError(f"recipe key 'train.report_to' must be a list of tracker names, got {t.report_to!r}")

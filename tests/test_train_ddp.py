@@ -39,4 +39,4 @@ def test_two_processes_end_with_identical_trainable_weights(tmp_path):
             assert not torch.equal(rank0[name], initial[name].detach()), f"{name} did not train"
     # both ranks wrote their RNG state into the checkpoint, so the run can resume on 2 processes
     checkpoint = run_dir / "checkpoints" / "step-00000002"
-    assert (checkpoint / "rng_state_0.pt").is_file() and (checkpoint / "rng_state_1.pt").is_file()
+    assert (checkpoint / "rng_state_0.safetensors").is_file() and (checkpoint / "rng_state_1.safetensors").is_file()

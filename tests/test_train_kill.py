@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from ademvl.training import load_recipe, train
+from ademvl.training.metrics import read_metrics
 from ademvl.training.state import checkpoint_dirs
 from train_tiny import write_recipe
 
@@ -57,3 +58,5 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     a, b = weights(straight.run_dir), weights(resumed.run_dir)
     for name in a:
         assert torch.equal(a[name], b[name]), name
+    # steps logged after the last checkpoint before the kill are trained again and logged once
+    assert [m["step"] for m in read_metrics(killed_dir)] == list(range(1, 21))

@@ -54,3 +54,35 @@ def write_recipe(root: Path, train: dict | None = None, data: dict | None = None
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
+
+
+# Answers of very different token lengths, so that weighting by tokens and by micro-batch differ.
+VARIED_ANSWERS = ["red", "a dark green square drawn with thin diagonal stripes on a white page", "blue sky",
+                  "no", "the small yellow circle sitting in the lower left corner", "teal"]
+
+
+def write_varied_easyvqa(root: Path, n_images: int = 8) -> str:
+    """easy-VQA layout whose answers run from one token to dozens."""
+    data = root / "varied"
+    questions = []
+    for i in range(n_images):
+        colour = list(COLOURS)[i % len(COLOURS)]
+        write_image(data / "train" / "images" / f"{i}.png", COLOURS[colour], size=36)
+        questions.append(["what is in the image?", VARIED_ANSWERS[i % len(VARIED_ANSWERS)], i])
+    (data / "train" / "questions.json").write_text(json.dumps(questions))
+    (data / "answers.txt").write_text("\n".join(VARIED_ANSWERS) + "\n")
+    return str(data)
+
+
+def corrupt_png_body(path) -> None:
+    """Keep a PNG's structure and checksums but garble its pixel data: PIL's cheap `verify()` (the
+    pre-check) passes, decoding (in a DataLoader worker) fails."""
+    import struct
+    import zlib
+
+    data = Path(path).read_bytes()
+    at = data.index(b"IDAT")
+    n = struct.unpack(">I", data[at - 4:at])[0]
+    body = bytes([0x78, 0x9C]) + bytes((i * 37 + 11) % 256 for i in range(n - 2))
+    crc = struct.pack(">I", zlib.crc32(b"IDAT" + body))
+    Path(path).write_bytes(data[:at + 4] + body + crc + data[at + 8 + n:])

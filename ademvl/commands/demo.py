@@ -8,29 +8,30 @@ import argparse
 
 from ..data.easyvqa import QUESTION_TYPES
 from ..demo import DemoConfig, run_demo
+from .options import count_or_all, positive_float, positive_int
 
 
 def add_arguments(parser) -> None:
     d = DemoConfig()
     parser.add_argument("--methods", default=",".join(d.methods),
                         help="comma-separated methods to tune (ademvl, bottleneck, lavin, memvp, llava-lora)")
-    parser.add_argument("--train-questions", type=int, default=d.train_questions,
+    parser.add_argument("--train-questions", type=positive_int, default=d.train_questions,
                         help="training questions, drawn over yes/no, colour and shape questions in the shares "
                              "--question-weights gives")
     parser.add_argument("--question-weights", type=parse_question_weights,
                         default=format_question_weights(d.question_weights),
                         help="relative shares of the question types in the training draw, e.g. "
                              "'yes/no=2,color=1,shape=1' (yes/no questions are the hardest to learn)")
-    parser.add_argument("--eval-questions", default=str(d.eval_questions),
+    parser.add_argument("--eval-questions", type=count_or_all, default=d.eval_questions,
                         help="random test questions to score (seeded), or 'all' for the whole test split (9,673)")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training questions")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
-    parser.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (warm-up then cosine)")
-    parser.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size, help="generation batch size")
+    parser.add_argument("--epochs", type=positive_int, default=d.epochs, help="passes over the training questions")
+    parser.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="training batch size")
+    parser.add_argument("--lr", type=positive_float, default=d.lr, help="peak learning rate (warm-up then cosine)")
+    parser.add_argument("--eval-batch-size", type=positive_int, default=d.eval_batch_size, help="generation batch size")
     parser.add_argument("--output-dir", default=d.output_dir, help="where runs, JSON and the chart go")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed for data draws and training")
     parser.add_argument("--no-floor", action="store_true", help="skip the no-image floor")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--llm", default=None, help="a local LLM directory instead of the embedded SmolLM2-135M")
     parser.add_argument("--vision", default=None, help="a local vision tower directory instead of the embedded one")
     parser.add_argument("--data-dir", default=None,
@@ -66,10 +67,9 @@ def format_question_weights(weights: dict) -> str:
 
 
 def run(args) -> int:
-    eval_questions = None if args.eval_questions == "all" else int(args.eval_questions)
     cfg = DemoConfig(
         methods=[m.strip() for m in args.methods.split(",") if m.strip()],
-        train_questions=args.train_questions, eval_questions=eval_questions, epochs=args.epochs,
+        train_questions=args.train_questions, eval_questions=args.eval_questions, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, output_dir=args.output_dir, seed=args.seed,
         eval_batch_size=args.eval_batch_size, floor=not args.no_floor, progress=not args.no_progress,
         threads=args.threads, llm=args.llm, vision=args.vision, question_weights=args.question_weights,

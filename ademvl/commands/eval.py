@@ -70,6 +70,9 @@ def add_arguments(parser) -> None:
                              "raise it for ScienceQA formats that explain before answering, e.g. CQM-LEA)")
     parser.add_argument("--output", metavar="FILE.json",
                         help="where to write metrics + every prediction (if omitted: CHECKPOINT/eval_DATASET_SPLIT.json)")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish an interrupted evaluation: keep the predictions its OUTPUT.partial.jsonl holds "
+                             "and generate only the rest (same settings required)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_sampling_arguments(parser)
 
@@ -111,21 +114,42 @@ def load_examples(args) -> list:
 def run(args) -> int:
     from ..data import filter_loadable
     from ..evaluation import evaluate, load_for_eval
+    from ..evaluation.evaluators import journal_settings
+    from ..evaluation.journal import PredictionJournal
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     gen = sampling_kwargs(args)
     examples = load_examples(args)
     if not examples:
         raise ValueError(f"no {args.dataset} records in split {args.split!r}")
     examples, skipped = filter_loadable(examples, skip_bad=args.skip_bad_images)
-    model, tokenizer, processor = load_for_eval(args.checkpoint, llm=args.llm, vision=args.vision,
-                                                tokenizer=args.tokenizer, image_processor=args.image_processor,
-                                                device=args.device, dtype=args.dtype)
+    if not Path(args.checkpoint).is_dir():
+        raise FileNotFoundError(f"checkpoint directory not found: {args.checkpoint}")
     split = "" if args.dataset == "llava_instruct" else f"_{args.split}"
     output = Path(args.output) if args.output else Path(args.checkpoint) / f"eval_{args.dataset}{split}.json"
-    result = evaluate(model, tokenizer, processor, args.dataset, examples, batch_size=args.batch_size,
-                      max_new_tokens=args.max_new_tokens, progress=not args.no_progress, output=output, **gen)
+    # Where the predictions go is checked (and their journal started) before anything is generated.
+    settings = journal_settings(args.dataset, args.max_new_tokens, gen, {
+        "checkpoint": str(Path(args.checkpoint).resolve()), "split": args.split, "prompt_format": args.prompt_format,
+        "prompt": args.prompt, "llm": args.llm, "vision": args.vision, "dtype": args.dtype,
+        "seed": args.seed if args.do_sample else None})
+    journal = PredictionJournal.open(output, settings, resume=args.resume,
+                                     option="--output" if args.output else "the default output")
+    if journal.done:
+        kept = sum(ex.id in journal.done for ex in examples)
+        print(f"resuming: {kept} of {len(examples)} predictions already in {journal.path}", flush=True)
+    try:
+        model, tokenizer, processor = load_for_eval(args.checkpoint, llm=args.llm, vision=args.vision,
+                                                    tokenizer=args.tokenizer, image_processor=args.image_processor,
+                                                    device=args.device, dtype=args.dtype)
+        result = evaluate(model, tokenizer, processor, args.dataset, examples, batch_size=args.batch_size,
+                          max_new_tokens=args.max_new_tokens, progress=not args.no_progress, output=output,
+                          journal=journal, **gen)
+    except BaseException:
+        journal.discard_if_empty()  # keep every prediction made, but no empty journal for a run that never began
+        raise
     print(f"{args.dataset} ({len(examples)} records{f', {skipped} skipped for bad images' if skipped else ''})")
     if args.dataset == "scienceqa":
         print(result["table"])

@@ -24,13 +24,15 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..data import load_image
     from ..integrations import AdemVLChat
+    from ..integrations.chat import check_template
 
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     gen = sampling_kwargs(args)
+    template = args.template and check_template(args.template.replace("\\n", "\n"), "--template")
     image = load_image(args.image) if args.image is not None else None  # fail before loading the model
     chat = AdemVLChat.from_checkpoint(args.checkpoint, llm=args.llm, vision=args.vision, tokenizer=args.tokenizer,
                                       image_processor=args.image_processor, device=args.device, dtype=args.dtype,
-                                      prompt_template=args.template and args.template.replace("\\n", "\n"))
+                                      prompt_template=template)
     print(chat.answer(image, args.prompt.replace("\\n", "\n"), max_new_tokens=args.max_new_tokens, **gen))
     return 0

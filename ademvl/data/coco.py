@@ -19,12 +19,12 @@ the implementation every captioning paper reports, ×100.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
 
 from .example import VLExample
+from .files import read_json
 
 __all__ = ["DEFAULT_CAPTION_PROMPT", "load_coco_captions", "score_captions"]
 
@@ -85,8 +85,7 @@ def load_coco_captions(
     if split not in _SPLITS:
         raise ValueError(f"unknown COCO split {split!r}; valid: {', '.join(_SPLITS)} (restval is part of train)")
     path = os.fspath(karpathy_json)
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    data = read_json(path)
     out: list[VLExample] = []
     n_images = 0
     for cocoid, file, caps in _read_entries(data, os.fspath(image_root), split, path):

@@ -14,13 +14,13 @@ so no val image is ever seen in training; ``"train"`` is the rest.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import random
 import string
 from collections.abc import Iterable, Mapping
 
 from .example import VLExample
+from .files import read_json
 
 __all__ = [
     "DEFAULT_VQA_PROMPT",
@@ -60,8 +60,7 @@ def question_type(question: str, answer: str) -> str:
 
 def _read_questions(data_dir: str, part: str) -> list:
     path = os.path.join(data_dir, part, "questions.json")
-    with open(path, encoding="utf-8") as f:
-        qs = json.load(f)
+    qs = read_json(path)
     for i, q in enumerate(qs):
         if not (isinstance(q, list) and len(q) == 3 and isinstance(q[0], str) and isinstance(q[1], str)):
             raise ValueError(f"{path}: entry #{i} is not [question, answer, image_id]")

@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Iterable
 
+import numpy as np
 from PIL import Image
 
 from .example import VLExample
@@ -39,10 +40,35 @@ def load_image(path, record_id=None) -> Image.Image:
             im.load()
             if im.mode == "P" and "transparency" in im.info:
                 im = im.convert("RGBA")
+            if im.mode in _WIDE_MODES or im.mode.startswith("I;16"):
+                im = to_8bit(im)
             return im.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"corrupt image: {_where(path, record_id)}: {msg}") from e
+
+
+_WIDE_MODES = ("I", "F")  # 32-bit integer and float greyscale; "I;16*" are 16-bit
+
+
+def to_8bit(im: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float greyscale image as 8-bit "L", scaled by its real range.
+
+    PIL's own `convert("RGB")` clips these at 255, so a 0-65535 image comes out
+    almost all white. The range: 0-65535 for 16-bit data ("I;16*", and "I" whose
+    values fit in it, which is how PIL opens 16-bit PNGs and TIFFs), 0-1 for float
+    data within it, else the image's own minimum to maximum.
+    """
+    values = np.asarray(im, dtype=np.float64)
+    low, high = float(values.min(initial=0)), float(values.max(initial=0))
+    if im.mode.startswith("I;16") or (im.mode == "I" and low >= 0 and high <= 65535):
+        low, high = 0.0, 65535.0
+    elif im.mode == "F" and low >= 0 and high <= 1:
+        low, high = 0.0, 1.0
+    elif not np.isfinite([low, high]).all():
+        raise ValueError(f"image holds non-finite values ({im.mode} mode)")
+    scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))  # 2-D uint8 → "L"
 
 
 def check_image(path, record_id=None, decode: bool = False) -> None:

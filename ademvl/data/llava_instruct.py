@@ -14,12 +14,12 @@ visual path, not a token). Records without ``"image"`` are text-only.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
 
 from .example import VLExample
+from .files import read_json
 
 __all__ = ["load_llava_instruct", "strip_image_tag"]
 
@@ -62,8 +62,7 @@ def load_llava_instruct(json_path, image_root=None, limit: int | None = None) ->
     source ``conversation_id`` and ``turn`` index.
     """
     path = os.fspath(json_path)
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    data = read_json(path)
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of conversations")
     out: list[VLExample] = []

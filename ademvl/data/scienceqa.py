@@ -18,13 +18,13 @@ the output part give the order of the target, e.g. ``QCM-ALE`` →
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import string
 from collections.abc import Iterable, Mapping
 
 from .example import VLExample
+from .files import read_json
 
 __all__ = [
     "PROMPT_FORMATS",
@@ -138,10 +138,11 @@ def load_scienceqa(
     _check_format(prompt_format)
     root = os.fspath(root)
     image_root = os.path.join(root, "images") if image_root is None else os.fspath(image_root)
-    with open(os.path.join(root, "problems.json"), encoding="utf-8") as f:
-        problems = json.load(f)
-    with open(os.path.join(root, "pid_splits.json"), encoding="utf-8") as f:
-        splits = json.load(f)
+    problems = read_json(os.path.join(root, "problems.json"))
+    splits = read_json(os.path.join(root, "pid_splits.json"))
+    for path, data in (("problems.json", problems), ("pid_splits.json", splits)):
+        if not isinstance(data, dict):
+            raise ValueError(f"'{os.path.join(root, path)}' must hold a JSON object (pid → problem / split → pids)")
     if split not in splits:
         raise ValueError(
             f"unknown ScienceQA split {split!r}; splits in pid_splits.json: {', '.join(sorted(splits))}"

@@ -98,7 +98,8 @@ def _train_and_eval(method: str, cfg: DemoConfig, llm_dir: str, vision_dir: str,
     start = time.perf_counter()
     scored = evaluate(model, tokenizer, processor, "easyvqa", test, batch_size=cfg.eval_batch_size,
                       max_new_tokens=cfg.max_new_tokens, progress=cfg.progress,
-                      output=out / method / "eval_test.json")
+                      output=out / method / "eval_test.json", resume=True,
+                      settings={"adapter": str(result["adapter_dir"])})
     eval_s = time.perf_counter() - start
     return {
         "method": method, "trainable": model.parameter_counts()["trainable"],
@@ -176,7 +177,7 @@ def _floor(cfg: DemoConfig, llm_dir: str, vision_dir: str, test, out: Path) -> d
     start = time.perf_counter()
     scored = evaluate(model, load_tokenizer(llm_dir), load_image_processor(vision_dir), "easyvqa", blind,
                       batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens, progress=cfg.progress,
-                      output=out / "floor_eval_test.json")
+                      output=out / "floor_eval_test.json", resume=True, settings={"llm": str(llm_dir)})
     return {"method": FLOOR, "trainable": 0, "extra_tokens": 0, "train_s": None,
             "eval_s": time.perf_counter() - start, "overall": scored["metrics"]["overall"],
             "by_type": scored["metrics"]["by_type"]}

@@ -14,14 +14,17 @@ from ..checkpoint import atomic_write_json
 from ..data import format_scienceqa_table, parse_answer_letter, score_captions, score_exact_match, scienceqa_table
 from ..data.easyvqa import normalize_answer
 from . import generation
+from .journal import PredictionJournal
 
 # Enough for each dataset's usual answer ("The answer is B.", a caption, one word, a chat reply).
 DEFAULT_MAX_NEW_TOKENS = {"scienceqa": 32, "coco": 32, "easyvqa": 8, "llava_instruct": 256}
 
 
-def _generate(model, tokenizer, image_processor, examples, batch_size, max_new_tokens, progress, gen_kwargs):
+def _generate(model, tokenizer, image_processor, examples, batch_size, max_new_tokens, progress, gen_kwargs,
+              on_batch=None):
     return generation.generate_answers(model, tokenizer, image_processor, examples, batch_size=batch_size,
-                                       max_new_tokens=max_new_tokens, progress=progress, **gen_kwargs)
+                                       max_new_tokens=max_new_tokens, progress=progress, on_batch=on_batch,
+                                       **gen_kwargs)
 
 
 def scienceqa_records(answers: dict[str, str], examples) -> tuple[dict, list[dict]]:
@@ -81,13 +84,26 @@ SCORERS: dict[str, Callable] = {
 }
 
 
+def journal_settings(dataset_name: str, max_new_tokens: int | None, gen_kwargs: dict,
+                     extra: dict | None = None) -> dict:
+    """What must match for predictions of an earlier, interrupted run to be reused."""
+    return {"dataset": dataset_name,
+            "max_new_tokens": DEFAULT_MAX_NEW_TOKENS[dataset_name] if max_new_tokens is None else max_new_tokens,
+            **{k: v for k, v in gen_kwargs.items() if v is not None}, **(extra or {})}
+
+
 def evaluate(model, tokenizer, image_processor, dataset_name: str, examples, batch_size: int = 8,
              max_new_tokens: int | None = None, progress: bool = True, output: str | Path | None = None,
+             resume: bool = False, journal: PredictionJournal | None = None, settings: dict | None = None,
              **gen_kwargs) -> dict:
     """Generate an answer for every example of `dataset_name`, score them, optionally save JSON.
 
     Returns ``{"dataset", "n", "metrics", "predictions", "generation"}`` (+ ``"table"``,
-    the printed paper table, for ScienceQA). `output` is written atomically.
+    the printed paper table, for ScienceQA). With `output`, predictions are appended to
+    its journal (`journal.py`) as they are generated and `output` is written atomically
+    at the end; `resume=True` reuses the predictions an interrupted run left there.
+    `journal`: one already opened (the CLI opens it before loading the model). `settings`: what else
+    the predictions depend on (e.g. which model), recorded in the journal and checked on resume.
     """
     if dataset_name not in SCORERS:
         raise ValueError(f"unknown dataset {dataset_name!r}; available: {', '.join(sorted(SCORERS))}")
@@ -96,10 +112,20 @@ def evaluate(model, tokenizer, image_processor, dataset_name: str, examples, bat
         raise ValueError(f"no {dataset_name} examples to evaluate")
     if max_new_tokens is None:
         max_new_tokens = DEFAULT_MAX_NEW_TOKENS[dataset_name]
-    answers = _generate(model, tokenizer, image_processor, examples, batch_size, max_new_tokens, progress, gen_kwargs)
+    if journal is None and output is not None:
+        journal = PredictionJournal.open(output, journal_settings(dataset_name, max_new_tokens, gen_kwargs, settings),
+                                         resume=resume, option="output")
+    done = dict(journal.done) if journal is not None else {}
+    todo = [ex for ex in examples if ex.id not in done]
+    answers = {ex.id: done[ex.id] for ex in examples if ex.id in done}
+    if todo:
+        answers.update(_generate(model, tokenizer, image_processor, todo, batch_size, max_new_tokens, progress,
+                                 gen_kwargs, on_batch=journal.add if journal is not None else None))
     result = {"dataset": dataset_name, "n": len(examples), **SCORERS[dataset_name](answers, examples),
               "generation": {"max_new_tokens": max_new_tokens, "batch_size": batch_size,
                              **{k: v for k, v in gen_kwargs.items() if v is not None}}}
     if output is not None:
         atomic_write_json(Path(output), result)
+    if journal is not None:
+        journal.close()
     return result

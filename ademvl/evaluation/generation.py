@@ -10,17 +10,15 @@ import torch
 from PIL import Image
 
 from ..collate import VLCollator
+from ..context import prompt_token_limit
 from ..data.example import VLExample
 from ..data.images import load_image
 
-DEFAULT_MAX_LENGTH = 512
-
-
 class GenerationCollator(VLCollator):
     """`VLCollator` that also accepts an in-memory PIL image in `VLExample.image`
-    (what harnesses hand over), besides a file path."""
+    (what harnesses hand over), besides a file path. `max_length`: see `ademvl.context.prompt_token_limit`."""
 
-    def __init__(self, tokenizer, image_processor, num_visual_tokens: int, max_length: int = DEFAULT_MAX_LENGTH,
+    def __init__(self, tokenizer, image_processor, num_visual_tokens: int, max_length: int | None = None,
                  num_prefix_tokens: int = 0):
         super().__init__(tokenizer, image_processor, num_visual_tokens, max_length, for_generation=True,
                          num_prefix_tokens=num_prefix_tokens)
@@ -65,9 +63,13 @@ def generation_kwargs(tokenizer, max_new_tokens: int, **gen_kwargs) -> dict:
 
 @torch.no_grad()
 def generate_batch(model, tokenizer, image_processor, examples: list[VLExample], max_new_tokens: int = 32,
-                   max_length: int = DEFAULT_MAX_LENGTH, **gen_kwargs) -> list[str]:
-    """Decoded new text (stripped) of each example, generated together in one batch."""
-    collator = GenerationCollator.for_model(model, tokenizer, image_processor, max_length=max_length)
+                   max_length: int | None = None, **gen_kwargs) -> list[str]:
+    """Decoded new text (stripped) of each example, generated together in one batch.
+
+    A prompt is cut (its end kept) to fit the LLM's context with room for `max_new_tokens`,
+    and to `max_length` tokens if given."""
+    limit = prompt_token_limit(model, reserve=max_new_tokens, cap=max_length)
+    collator = GenerationCollator.for_model(model, tokenizer, image_processor, max_length=limit)
     batch = collator(list(examples))
     device = model_device(model)
     batch = {k: v.to(device) for k, v in batch.items()}
@@ -77,10 +79,12 @@ def generate_batch(model, tokenizer, image_processor, examples: list[VLExample],
 
 
 def generate_answers(model, tokenizer, image_processor, examples, batch_size: int = 8, max_new_tokens: int = 32,
-                     progress: bool = True, max_length: int = DEFAULT_MAX_LENGTH, **gen_kwargs) -> dict[str, str]:
+                     progress: bool = True, max_length: int | None = None, on_batch=None,
+                     **gen_kwargs) -> dict[str, str]:
     """`{example.id: generated text}` for every example, `batch_size` at a time (greedy by default).
 
     `gen_kwargs` go to `model.generate` (`do_sample=True, top_p=0.75, temperature=0.1`, ...).
+    `on_batch({id: text})` is called after every batch (e.g. to write the predictions as they come).
     A missing or corrupt image raises `ademvl.data.ImageError` naming the file and record.
     """
     if batch_size < 1:
@@ -104,7 +108,10 @@ def generate_answers(model, tokenizer, image_processor, examples, batch_size: in
         for start in starts:
             chunk = examples[start:start + batch_size]
             texts = generate_batch(model, tokenizer, image_processor, chunk, max_new_tokens, max_length, **gen_kwargs)
-            answers.update(zip((ex.id for ex in chunk), texts))
+            batch_answers = dict(zip((ex.id for ex in chunk), texts))
+            answers.update(batch_answers)
+            if on_batch is not None:
+                on_batch(batch_answers)
     finally:
         model.train(was_training)
     return answers

@@ -9,6 +9,7 @@ wraps a bare question into that shape.
 from __future__ import annotations
 
 import os
+import string
 
 import torch
 import torch.nn.functional as F
@@ -17,22 +18,36 @@ from PIL import Image
 from ..data.example import VLExample
 from ..data.images import load_image
 from ..data.llava_instruct import QUESTION_TEMPLATE as LLAVA_QUESTION_TEMPLATE
-from ..evaluation.generation import DEFAULT_MAX_LENGTH, GenerationCollator, generate_batch, model_device
+from ..context import prompt_token_limit
+from ..evaluation.generation import GenerationCollator, generate_batch, model_device
 from ..prompting import encode_sample
 
 DEFAULT_TEMPLATE = "{prompt}"
 INSTRUCT_TEMPLATE = LLAVA_QUESTION_TEMPLATE  # the LLaVA-instruct training layout
 
 
+def check_template(template: str, name: str = "prompt_template") -> str:
+    """`template`, if "{prompt}" is its only field (one line naming `name` otherwise, not a KeyError later)."""
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as error:  # a lone "{" or "}"
+        raise ValueError(f"{name} {template!r} is not a valid template ({error}; write {{{{ }}}} for literal braces)") from None
+    others = sorted({f"{{{field}}}" for field in fields if field != "prompt"})
+    if others:
+        raise ValueError(f"{name} {template!r} has unknown field(s) {', '.join(others)}: the only field is {{prompt}} "
+                         "(write {{ }} for literal braces)")
+    if "prompt" not in fields:
+        raise ValueError(f"{name} must contain '{{prompt}}', got {template!r}")
+    return template
+
+
 def resolve_template(model, template: str | None, name: str = "prompt_template") -> str:
     """The template asked for, else the one the adapter was trained with, else the bare prompt.
 
-    `name` is how the caller's user knows the option, for the error when "{prompt}" is missing."""
+    `name` is how the caller's user knows the option, for the error when the template is malformed."""
     if template is None:
         template = getattr(model.config, "prompt_template", None) or DEFAULT_TEMPLATE
-    if "{prompt}" not in template:
-        raise ValueError(f"{name} must contain '{{prompt}}', got {template!r}")
-    return template
+    return check_template(template, name)
 
 
 def _image(image):
@@ -48,7 +63,7 @@ class AdemVLChat:
     """Answer questions about images with a trained model (greedy unless told otherwise)."""
 
     def __init__(self, model, tokenizer, image_processor, max_new_tokens: int = 64,
-                 prompt_template: str | None = None, max_length: int = DEFAULT_MAX_LENGTH, **gen_kwargs):
+                 prompt_template: str | None = None, max_length: int | None = None, **gen_kwargs):
         prompt_template = resolve_template(model, prompt_template)
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -97,12 +112,13 @@ class AdemVLChat:
         as harnesses do: ``" yes"``).
         """
         example = self._example(image, prompt)
-        encoded = encode_sample(self.tokenizer, example.prompt, None, example.has_image,
-                                self.model.method.num_input_tokens,
-                                num_prefix_tokens=self.model.method.num_prefix_tokens)
         target = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
         if not target:
             raise ValueError(f"continuation {continuation!r} has no tokens")
+        limit = prompt_token_limit(self.model, reserve=len(target), cap=self.max_length, option="continuation length")
+        encoded = encode_sample(self.tokenizer, example.prompt, None, example.has_image,
+                                self.model.method.num_input_tokens, limit,
+                                num_prefix_tokens=self.model.method.num_prefix_tokens)
         ids = torch.tensor([encoded.input_ids + target], device=model_device(self.model))
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
                  "has_image": torch.tensor([int(example.has_image)], device=ids.device),

@@ -142,18 +142,27 @@ def micro_batches_per_epoch(n: int, batch_size: int, world: int) -> int:
     return math.ceil(math.ceil(n / world) / batch_size)
 
 
+class BatchError:
+    """What `SafeCollator` hands back instead of raising: an exception raised in a DataLoader worker
+    reaches the main process with its whole traceback as its message; this carries one line."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
 class SafeCollator:
-    """The collator, with an image that breaks after the pre-check reported by file and record."""
+    """The collator, with an image that breaks after the pre-check reported by file and record
+    (as a `BatchError`, which `raise_if_error` turns back into `ImageError` in the training process)."""
 
     def __init__(self, collator: VLCollator, skip_bad: bool):
         self.collator, self.skip_bad = collator, skip_bad
 
-    def __call__(self, examples: list[VLExample]) -> dict:
+    def __call__(self, examples: list[VLExample]):
         try:
             return self.collator(examples)
-        except ImageError:
+        except ImageError as error:
             if not self.skip_bad:
-                raise
+                return BatchError(str(error))
         good = []
         for ex in examples:  # find and drop the broken one(s)
             try:
@@ -162,8 +171,15 @@ class SafeCollator:
             except ImageError as error:
                 logger.warning("skipping record during training: %s", error)
         if not good:
-            raise ImageError(f"every image of a batch failed to load (records {[e.id for e in examples]})")
+            return BatchError(f"every image of a batch failed to load (records {[e.id for e in examples]})")
         return self.collator(good)
+
+
+def raise_if_error(batch):
+    """`batch`, unless it is a `BatchError`: then the one-line `ImageError` it stands for."""
+    if isinstance(batch, BatchError):
+        raise ImageError(batch.message)
+    return batch
 
 
 def make_loader(examples, batches: list[list[int]], collator, num_workers: int, seed: int) -> DataLoader:

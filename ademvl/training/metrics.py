@@ -42,6 +42,23 @@ class MetricsLog:
         if self.accelerator.trackers:
             self.accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=record["step"])
 
+    def keep_until(self, step: int) -> None:
+        """On resume: drop the lines of steps after the checkpoint (they are trained again) and any
+        line a kill left half-written, so that every step appears once."""
+        if not self.enabled or not self.path.is_file():
+            return
+        from ..checkpoint import atomic_write_bytes
+
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+                kept.append(line + "\n")
+        atomic_write_bytes(self.path, lambda tmp: Path(tmp).write_text("".join(kept)))
+
 
 def read_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / METRICS_NAME

@@ -46,11 +46,20 @@ def param_groups(named_params: dict[str, torch.nn.Parameter], weight_decay: floa
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model, lr: float, weight_decay: float, betas, steps_per_epoch: int, epochs: int,
-                    warmup_epochs: float, min_lr: float = 0.0):
-    """AdamW over the trainable parameters only, and its per-step LambdaLR schedule."""
-    optimizer = torch.optim.AdamW(param_groups(model.trainable_parameters(), weight_decay), lr=lr,
-                                  betas=tuple(betas))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, WarmupCosine(steps_per_epoch, epochs, warmup_epochs, lr, min_lr))
-    return optimizer, scheduler
+def build_optimizer(model, lr: float, weight_decay: float, betas):
+    """AdamW over the trainable parameters only."""
+    return torch.optim.AdamW(param_groups(model.trainable_parameters(), weight_decay), lr=lr, betas=tuple(betas))
+
+
+def build_scheduler(optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float, lr: float,
+                    min_lr: float = 0.0, start_step: int = 0):
+    """The per-step LambdaLR schedule, positioned before optimizer step `start_step`.
+
+    The schedule is a pure function of the step and these settings, so a resumed
+    run rebuilds it rather than loading one: the same settings give bit-identical
+    lrs, changed ones (more epochs, another lr) take effect from `start_step` on.
+    """
+    for group in optimizer.param_groups:
+        group["initial_lr"] = lr
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, WarmupCosine(steps_per_epoch, epochs, warmup_epochs, lr, min_lr), last_epoch=start_step - 1)

@@ -23,24 +23,20 @@ import yaml
 
 from ..checkpoint import atomic_write_bytes, atomic_write_json
 from ..collate import VLCollator
+from ..context import prompt_token_limit
 from ..loading import load_image_processor
 from ..recipes import Recipe
 from . import data as data_mod
+from .errors import NonFiniteLossError, NonFiniteWeightsError, TrainingError
 from .metrics import MetricsLog, available_trackers
-from .schedule import build_optimizer, scaled_lr
-from .state import latest_checkpoint, load_checkpoint, save_checkpoint
+from .resume import check_resumable, describe, schedule_changed
+from .schedule import build_optimizer, build_scheduler, scaled_lr
+from .state import latest_checkpoint, load_checkpoint, read_position, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
 ADAPTER_DIR = "adapter"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, unusable run directory, ...); the message says why."""
-
-
-class NonFiniteLossError(TrainingError):
-    """The loss became NaN or inf; the message names the step."""
+IGNORE_INDEX = -100
 
 
 @dataclass
@@ -49,7 +45,7 @@ class TrainResult:
     adapter_dir: Path  # final trainable weights (load with VLModel.from_adapter)
     steps: int  # optimizer steps done in total (including those before a resume)
     total_steps: int  # steps the schedule spans (epochs × steps per epoch)
-    final_loss: float | None  # mean loss of the last optimizer step (all ranks)
+    final_loss: float | None  # loss of the last optimizer step: mean over its answer tokens (all ranks)
     seconds: float  # wall time of this invocation
     samples_per_second: float  # this invocation, all ranks
     steps_per_second: float
@@ -132,12 +128,54 @@ def _atomic_copy_dir(src: Path, dst: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def prepare_run_dir(run_dir: Path, option: str) -> None:
+    """Create the run dir and make sure files can be written there, before any work is done."""
+    import tempfile
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainingError(f"{option} '{run_dir}' is a file, not a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as error:
+        raise TrainingError(f"{option} '{run_dir}' is not a writable directory: "
+                            f"{error.strerror or error}") from error
+
+
+def answer_tokens(batch: dict) -> torch.Tensor:
+    """Tokens the loss is taken on (labels shifted by one, as the model scores them)."""
+    return (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+
+
+def weights_problem(named: dict[str, torch.Tensor]) -> str | None:
+    """Why these weights must not be saved, or None: a NaN/inf, or a squared norm that overflows float32
+    (weights ≳ 1e19, e.g. after lr=1e30: finite numbers, but no float32 forward pass with them stays finite)."""
+    total = torch.zeros((), dtype=torch.float32)
+    for name, p in named.items():
+        if not bool(torch.isfinite(p).all()):
+            return f"'{name}' holds NaN or inf"
+        total = total + p.detach().float().pow(2).sum().cpu()
+    if not bool(torch.isfinite(total)):
+        return "their squared norm overflows float32 (weights of 1e19 or more)"
+    return None
+
+
+def _last_checkpoint_text(run_dir: Path) -> str:
+    """Every checkpoint passed `weights_problem` before it was written, so the newest one is finite."""
+    last = latest_checkpoint(run_dir)
+    return (f"last finite checkpoint: '{last}' (step {int(last.name.split('-')[1])})" if last is not None
+            else "no checkpoint was written before")
+
+
 def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, stop_after: int | None = None,
           progress: bool = True) -> TrainResult:
     """Train `recipe`'s method; returns where the adapter is and how the run went.
 
-    resume: continue from the newest checkpoint in the run dir (same optimizer,
-        schedule, data position and RNG state as if never stopped).
+    resume: continue from the newest checkpoint in the run dir (same optimizer
+        state, data position and RNG state as if never stopped). The recipe may
+        change what the rest of the run does (epochs, max_steps, lr, ...), not
+        what the checkpoint means (model, data, batch size, seed): see `resume`.
     model: a ready `VLModel` to train instead of building one from `recipe.model`.
     stop_after: save a checkpoint and stop once this many optimizer steps are done
         in total, without changing the schedule (used to test resuming).
@@ -148,6 +186,7 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
 
     t = recipe.train
     run_dir = run_dir_of(recipe, output_dir)
+    prepare_run_dir(run_dir, "--output-dir" if output_dir else "train.output_dir")
     trackers = available_trackers(t.report_to)
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(t.mixed_precision),
@@ -157,20 +196,20 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
         project_dir=str(run_dir),
     )
     main = accelerator.is_main_process
+    changes: dict = {}
     if resume:
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
             raise TrainingError(f"--resume: no checkpoint in '{run_dir / 'checkpoints'}'")
+        saved = read_position(checkpoint)
+        changes = check_resumable(saved.get("recipe") or {}, recipe.to_dict(), checkpoint)
     else:
         checkpoint = None
         if latest_checkpoint(run_dir) is not None:
             raise TrainingError(f"run dir '{run_dir}' already has checkpoints: pass --resume to continue it, "
                                 "or choose another --output-dir")
     accelerator.wait_for_everyone()
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / "recipe.yaml",
-                           lambda tmp: Path(tmp).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False)))
+    recorded_recipe = recipe.to_dict()
     with accelerator.main_process_first():  # a demo backbone is built once, by rank 0
         recipe = resolve_backbones(recipe)
     set_seed(t.seed)
@@ -183,8 +222,9 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
     model.train()
     if t.gradient_checkpointing:
         model.activation_checkpointing_enable()
+    max_length = prompt_token_limit(model, cap=t.max_length)
     collator = data_mod.SafeCollator(
-        VLCollator.for_model(model, tokenizer, image_processor, max_length=t.max_length),
+        VLCollator.for_model(model, tokenizer, image_processor, max_length=max_length),
         skip_bad=recipe.data.skip_bad)
 
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -197,37 +237,53 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
     if stop_after is not None:
         last_step = min(last_step, stop_after)
 
-    optimizer, scheduler = build_optimizer(model, lr, t.weight_decay, t.betas, steps_per_epoch, t.epochs,
-                                           t.warmup_epochs, t.min_lr)
+    optimizer = build_optimizer(model, lr, t.weight_decay, t.betas)
     model, optimizer = accelerator.prepare(model, optimizer)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    named_trainable = accelerator.unwrap_model(model).trainable_parameters()
 
     position = {"step": 0, "epoch": 0, "micro": 0, "world_size": world, "final_loss": None}
     if checkpoint is not None:
-        position = load_checkpoint(accelerator, model, optimizer, scheduler, checkpoint)
-        if position["world_size"] != world:
-            raise TrainingError(f"checkpoint '{checkpoint}' was written by {position['world_size']} process(es); "
-                                f"resume it with the same number (now {world})")
-        if main:
-            logger.info("resumed from %s at step %d", checkpoint, position["step"])
+        position = load_checkpoint(accelerator, model, optimizer, checkpoint)
+    if main:  # only now: a refused or unreadable checkpoint leaves the run dir as it was
+        atomic_write_bytes(run_dir / "recipe.yaml",
+                           lambda tmp: Path(tmp).write_text(yaml.safe_dump(recorded_recipe, sort_keys=False)))
+    scheduler = build_scheduler(optimizer, steps_per_epoch, t.epochs, t.warmup_epochs, lr, t.min_lr,
+                                start_step=position["step"])
+    if checkpoint is not None and main:
+        logger.info("resumed from %s at step %d", checkpoint, position["step"])
+        if changes:
+            logger.warning(
+                "resuming %s at step %d with changed settings: %s%s", checkpoint.name, position["step"],
+                describe(changes),
+                (f"; lr schedule rebuilt for them: {total_steps} steps, lr {scheduler.get_last_lr()[0]:.3g} "
+                 "from here" if schedule_changed(changes) else ""))
     if trackers:
         accelerator.init_trackers(recipe.name, config={"lr": lr, "effective_batch": effective_batch})
 
     metrics = MetricsLog(run_dir, accelerator, enabled=main)
     step, epoch, micro = position["step"], position["epoch"], position["micro"]
+    if checkpoint is not None:
+        metrics.keep_until(step)  # steps after the checkpoint are trained (and logged) again
     final_loss = position.get("final_loss")
     start_step, start_time = step, time.perf_counter()
     samples_seen = 0
     bar = tqdm(total=last_step, initial=step, disable=not (progress and main), desc=f"train {recipe.name}",
                unit="step", dynamic_ncols=True)
-    saved_at = step
+
+    def check_weights(what: str) -> None:
+        """Never write weights that are not finite; name the last checkpoint that is."""
+        problem = weights_problem(named_trainable)
+        if problem:
+            raise NonFiniteWeightsError(
+                f"trainable weights are not finite after step {step} ({problem}; peak lr {lr:.3g}); the {what} "
+                f"was not written; {_last_checkpoint_text(run_dir)}")
 
     def save(epoch_now: int, micro_now: int) -> None:
-        nonlocal saved_at
-        save_checkpoint(accelerator, model, optimizer, scheduler, run_dir,
+        check_weights("checkpoint")
+        save_checkpoint(accelerator, model, optimizer, run_dir,
                         {"step": step, "epoch": epoch_now, "micro": micro_now, "world_size": world,
-                         "final_loss": final_loss}, t.keep_last)
-        saved_at = step
+                         "final_loss": final_loss, "recipe": recorded_recipe}, t.keep_last)
 
     done = step >= last_step
     try:
@@ -238,22 +294,26 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
             while micro < len(batches):
                 n_micro = min(t.grad_accum, len(batches) - micro)
                 tick = time.perf_counter()
-                losses, n_samples = [], 0
-                for j in range(n_micro):
-                    batch = send_to_device(next(batch_iter), accelerator.device)
-                    n_samples += batch["input_ids"].shape[0]
+                micro_batches = [send_to_device(data_mod.raise_if_error(next(batch_iter)), accelerator.device)
+                                 for _ in range(n_micro)]
+                n_samples = sum(b["input_ids"].shape[0] for b in micro_batches)
+                # Every answer token of the optimizer step weighs the same, whichever micro-batch or rank
+                # holds it: each loss is a sum over tokens divided by the step's token count (all ranks).
+                n_tokens = accelerator.reduce(sum(answer_tokens(b) for b in micro_batches), reduction="sum")
+                n_tokens = n_tokens.clamp(min=1)
+                loss_sum = torch.zeros((), device=accelerator.device)
+                for j, batch in enumerate(micro_batches):
                     last = j == n_micro - 1
                     with nullcontext() if last or world == 1 else accelerator.no_sync(model):
-                        loss = model(**batch).loss
-                        accelerator.backward(loss / n_micro)
-                    losses.append(loss.detach().float())
+                        loss = model(**batch, num_items_in_batch=n_tokens).loss
+                        accelerator.backward(loss * world)  # DDP averages gradients over ranks: undo it
+                    loss_sum = loss_sum + loss.detach().float()
                 micro += n_micro
-                step_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean")
-                loss_value = float(step_loss)
+                loss_value = float(accelerator.reduce(loss_sum, reduction="sum"))
                 if not math.isfinite(loss_value):
                     raise NonFiniteLossError(
                         f"loss is {loss_value} at step {step + 1} (epoch {epoch + 1}, lr {scheduler.get_last_lr()[0]:.3g}); "
-                        f"stopping without applying it (last checkpoint: step {saved_at})")
+                        f"stopping without applying it; {_last_checkpoint_text(run_dir)}")
                 if t.grad_clip:
                     accelerator.clip_grad_norm_(trainable, t.grad_clip)
                 step_lr = scheduler.get_last_lr()[0]
@@ -284,6 +344,7 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
     seconds = time.perf_counter() - start_time
     adapter_dir = run_dir / ADAPTER_DIR
     unwrapped = accelerator.unwrap_model(model)
+    check_weights("adapter")
     if main:
         tmp = run_dir / f".{ADAPTER_DIR}.build"
         shutil.rmtree(tmp, ignore_errors=True)

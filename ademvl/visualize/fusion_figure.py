@@ -54,7 +54,10 @@ def render_fusion_figure(
     from ..data.example import VLExample
 
     example = VLExample(id="viz", prompt=prompt, answer="", image=str(image_path))
-    collator = VLCollator.for_model(model, tokenizer, image_processor, for_generation=True)
+    from ..context import prompt_token_limit
+
+    collator = VLCollator.for_model(model, tokenizer, image_processor,
+                                    max_length=prompt_token_limit(model, reserve=max_new_tokens), for_generation=True)
     batch = collator([example])
     device = model.method_device
     batch = {k: v.to(device) for k, v in batch.items()}

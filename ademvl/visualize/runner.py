@@ -49,7 +49,8 @@ def run_setting(recipe_name: str, overrides: dict, output_dir: Path, eval_split:
     model, tokenizer, processor = load_for_eval(result.adapter_dir, tokenizer=recipe.model.tokenizer,
                                                 image_processor=recipe.model.image_processor)
     evaluation = evaluate(model, tokenizer, processor, data.dataset, examples, batch_size=batch_size,
-                          progress=False, output=output_dir / f"eval_{data.dataset}_{eval_split}.json")
+                          progress=False, output=output_dir / f"eval_{data.dataset}_{eval_split}.json",
+                          resume=True, settings={"adapter": str(result.adapter_dir)})
     metrics = flatten_metrics(evaluation["metrics"])
     if data.dataset in ACCURACY_KEY and ACCURACY_KEY[data.dataset] in metrics:
         metrics["accuracy"] = metrics[ACCURACY_KEY[data.dataset]]
