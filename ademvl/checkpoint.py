@@ -1,6 +1,9 @@
 """Saving and loading only the trainable weights (safetensors) and the config that built them.
 
-Files follow peft's convention: `adapter_model.safetensors` + `adapter_config.json`.
+Files: `ademvl_adapter.safetensors` + `ademvl_adapter.json`. They are names of the
+project's own: an ademvl adapter is not a peft adapter (peft's `adapter_config.json`
+would promise a `peft_type`); LLaVA-LoRA's LoRA part exports to real peft format with
+`ademvl export peft`. Directories written before under peft's file names still load.
 Writes are atomic (temp file + `os.replace`), so an interrupted save never
 destroys the previous checkpoint.
 """
@@ -15,9 +18,17 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-WEIGHTS_NAME = "adapter_model.safetensors"
-CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "ademvl_adapter.safetensors"
+CONFIG_NAME = "ademvl_adapter.json"
+LEGACY_NAMES = {WEIGHTS_NAME: "adapter_model.safetensors", CONFIG_NAME: "adapter_config.json"}
 FORMAT = "ademvl-adapter"
+
+
+def adapter_file(directory: str | os.PathLike, name: str) -> Path:
+    """`directory/name`, or the file's name from before the rename where only that one exists."""
+    path = Path(directory) / name
+    legacy = Path(directory) / LEGACY_NAMES[name]
+    return legacy if not path.exists() and legacy.exists() else path
 
 
 class AdapterError(ValueError):
@@ -79,7 +90,7 @@ def save_adapter(model, directory: str | os.PathLike) -> Path:
 
 
 def read_adapter_config(directory: str | os.PathLike) -> dict:
-    path = Path(directory) / CONFIG_NAME
+    path = adapter_file(directory, CONFIG_NAME)
     if not path.is_file():
         raise AdapterError(f"no {CONFIG_NAME} in '{directory}': not an ademvl adapter directory")
     try:
@@ -126,7 +137,7 @@ def load_adapter(model, directory: str | os.PathLike) -> None:
     """Load saved trainable weights into `model` after checking they were made for it."""
     config = read_adapter_config(directory)
     check_compatible(model, config, directory)
-    path = Path(directory) / WEIGHTS_NAME
+    path = adapter_file(directory, WEIGHTS_NAME)
     if not path.is_file():
         raise AdapterError(f"adapter weights '{path}' are missing")
     try:

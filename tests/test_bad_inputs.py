@@ -150,7 +150,7 @@ def test_nan_weights_are_not_saved_and_the_last_finite_checkpoint_is_named(root,
     one_line(capsys, ["train", str(root / "tiny.yaml"), "train.save_every=1", "--output-dir", str(run), "--no-progress"],
              "not finite after step 2", "NaN", "last finite checkpoint", "step-00000001")
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000001"]
-    saved = load_file(str(run / "checkpoints" / "step-00000001" / "adapter_model.safetensors"))
+    saved = load_file(str(run / "checkpoints" / "step-00000001" / "ademvl_adapter.safetensors"))
     assert all(bool(torch.isfinite(t).all()) for t in saved.values())
     assert not (run / "adapter").exists()
 

@@ -115,3 +115,22 @@ def test_from_adapter_returns_eval_mode(tmp_path):
     loaded = VLModel.from_adapter(tmp_path / "adapter")
     assert not loaded.training and not any(m.training for m in loaded.modules())
     assert torch.equal(logits(loaded), logits(loaded))
+
+
+def test_adapter_files_are_not_mistaken_for_peft_and_old_names_still_load(tmp_path):
+    """peft reads `adapter_config.json` as its own format: an ademvl adapter uses its own names.
+    Directories saved under the former (peft's) names load unchanged."""
+    model = tiny_model("llama")
+    model.save_adapter(tmp_path / "new")
+    assert not (tmp_path / "new" / "adapter_config.json").exists()
+    from peft import PeftConfig
+
+    with pytest.raises(ValueError):
+        PeftConfig.from_pretrained(str(tmp_path / "new"))
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "adapter_model.safetensors").write_bytes((tmp_path / "new" / WEIGHTS_NAME).read_bytes())
+    (old / "adapter_config.json").write_text((tmp_path / "new" / CONFIG_NAME).read_text())
+    fresh = VLModel.from_backbones(tiny_llm("llama", 0), tiny_vision("clip", 1), scales=(16, 4)).eval()
+    fresh.load_adapter(old)
+    assert torch.equal(logits(fresh), logits(model.eval()))

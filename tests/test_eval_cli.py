@@ -70,8 +70,8 @@ def test_generate_wraps_the_prompt_as_training_did(files, capsys, tmp_path):
 
     adapter = tmp_path / "adapter"
     shutil.copytree(files["adapter"], adapter)
-    config = json.loads((adapter / "adapter_config.json").read_text())
-    (adapter / "adapter_config.json").write_text(json.dumps({**config, "prompt_template": "Question: {prompt}\nAnswer:"}))
+    config = json.loads((adapter / "ademvl_adapter.json").read_text())
+    (adapter / "ademvl_adapter.json").write_text(json.dumps({**config, "prompt_template": "Question: {prompt}\nAnswer:"}))
     image = f"{files['sqa']}/images/test/10/image.png"
     argv = ["generate", "--checkpoint", str(adapter), "--image", image, "--max-new-tokens", "4", "--device", "cpu"]
     assert main([*argv, "--prompt", "What colour is the shape?"]) == 0

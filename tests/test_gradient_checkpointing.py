@@ -105,7 +105,7 @@ def test_recipe_key_trains_to_the_same_weights(tmp_path):
         recipe = load_recipe(path, ["data.limit=6", "train.batch_size=2", "train.epochs=1",
                                     f"train.gradient_checkpointing={flag}"])
         result = train(recipe, output_dir=tmp_path / f"run-{flag}", progress=False)
-        runs[flag] = load_file(str(result.run_dir / "adapter" / "adapter_model.safetensors"))
+        runs[flag] = load_file(str(result.run_dir / "adapter" / "ademvl_adapter.safetensors"))
     assert runs["true"].keys() == runs["false"].keys()
     moved = 0
     for name, tensor in runs["false"].items():

@@ -25,7 +25,7 @@ def one_thread():
 
 
 def weights(run_dir):
-    return load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
+    return load_file(str(run_dir / "adapter" / "ademvl_adapter.safetensors"))
 
 
 def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):

@@ -33,7 +33,7 @@ def recipe(root, *overrides):
 
 
 def weights(run_dir):
-    return load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
+    return load_file(str(run_dir / "adapter" / "ademvl_adapter.safetensors"))
 
 
 def test_short_training_lowers_the_loss(root, tmp_path):

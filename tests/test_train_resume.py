@@ -25,7 +25,7 @@ def recipe(root, *overrides):
 
 
 def weights(run_dir):
-    return load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
+    return load_file(str(run_dir / "adapter" / "ademvl_adapter.safetensors"))
 
 
 def test_more_epochs_on_resume_train_on_the_rebuilt_schedule(root, tmp_path, caplog):

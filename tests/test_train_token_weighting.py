@@ -33,7 +33,7 @@ def run(root, out, *overrides):
 
 
 def adapter(run_dir):
-    return load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
+    return load_file(str(run_dir / "adapter" / "ademvl_adapter.safetensors"))
 
 
 def max_diff(a, b):

@@ -21,7 +21,7 @@ def test_real_runner_trains_evaluates_and_resumes(tmp_path):
         run_dir = tmp_path / "sweep" / "runs" / record["id"]
         saved = yaml.safe_load((run_dir / "recipe.yaml").read_text())
         assert saved["model"]["method_config"]["gamma"] == record["value"]
-        config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+        config = json.loads((run_dir / "adapter" / "ademvl_adapter.json").read_text())
         assert config["method_config"]["gamma"] == record["value"]
     again = run_sweep(str(recipe), {"gamma": [0.0, 0.5]}, tmp_path / "sweep", overrides=overrides, runner=run,
                       log=lambda _: None)

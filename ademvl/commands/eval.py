@@ -16,7 +16,7 @@ DATASETS = ("scienceqa", "coco", "easyvqa", "llava_instruct")
 def add_model_arguments(parser) -> None:
     """Options shared by `eval` and `generate`: which adapter, on which backbones, where."""
     parser.add_argument("--checkpoint", required=True, metavar="DIR",
-                        help="adapter directory written by save_adapter / training (adapter_config.json + weights)")
+                        help="adapter directory written by save_adapter / training (ademvl_adapter.json + weights)")
     parser.add_argument("--llm", metavar="PATH", help="LLM path or hub id (if omitted: the one recorded in the adapter)")
     parser.add_argument("--vision", metavar="PATH",
                         help="vision tower path or hub id (if omitted: the one recorded in the adapter)")

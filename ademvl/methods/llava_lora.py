@@ -38,14 +38,24 @@ class LlavaLoraSettings:
     feature_layer: int = -2       # penultimate block + post_layernorm, as ADEM-VL
 
 
-def inject_lora(llm: nn.Module, rank: int, alpha: float, dropout: float, targets) -> None:
-    """peft's LoRA layers in place inside `llm`; their parts are marked trainable for the model."""
-    from peft import LoraConfig, inject_adapter_in_model
+def lora_config(llm: nn.Module, settings: "LlavaLoraSettings"):
+    """The peft `LoraConfig` of these settings on this LLM (used to inject, and to export)."""
+    from peft import LoraConfig
 
-    if rank < 1:
-        raise ValueError(f"llava-lora lora_rank must be at least 1, got {rank}")
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none",
-                        fan_in_fan_out=llm.config.model_type == "gpt2")  # GPT-2's Conv1D stores W transposed
+    s = settings
+    if s.lora_rank < 1:
+        raise ValueError(f"llava-lora lora_rank must be at least 1, got {s.lora_rank}")
+    targets = s.lora_targets or DEFAULT_TARGETS.get(llm.config.model_type, LLAMA_LIKE_TARGETS)
+    return LoraConfig(r=s.lora_rank, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout, target_modules=list(targets),
+                      bias="none", task_type="CAUSAL_LM",
+                      fan_in_fan_out=llm.config.model_type == "gpt2")  # GPT-2's Conv1D stores W transposed
+
+
+def inject_lora(llm: nn.Module, config) -> None:
+    """peft's LoRA layers in place inside `llm`; their parts are marked trainable for the model."""
+    from peft import inject_adapter_in_model
+
+    targets = sorted(config.target_modules)
     try:
         inject_adapter_in_model(config, llm)
     except ValueError as error:
@@ -70,8 +80,7 @@ class LlavaLora(FusionMethod):
             for block in vision.blocks:
                 adapter = ParallelAdapter(vision.hidden_size, s.adapter_dim, s.adapter_scale, s.adapter_dropout)
                 block.mlp = MLPWithParallelAdapter(block.mlp, mark_trainable(adapter))
-        targets = s.lora_targets or DEFAULT_TARGETS.get(llm.config.model_type, LLAMA_LIKE_TARGETS)
-        inject_lora(llm, s.lora_rank, s.lora_alpha, s.lora_dropout, targets)
+        inject_lora(llm, lora_config(llm, s))
 
     @property
     def num_input_tokens(self) -> int:

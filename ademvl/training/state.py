@@ -7,7 +7,7 @@ pickle: weights, optimizer and RNG states are safetensors (`safestate`), the
 position and the recipe JSON, so loading a checkpoint can never run code.
 
     step-00000012/
-        adapter_model.safetensors, adapter_config.json   trainable weights (load_adapter)
+        ademvl_adapter.safetensors, ademvl_adapter.json  trainable weights (load_adapter)
         optimizer.safetensors                             AdamW moments and step counts
         trainer_state.json                                step, epoch, micro-batch, recipe, ...
         rng_state_<rank>.safetensors                      python / numpy / torch RNGs of each rank
