@@ -296,6 +296,12 @@ class VLModel(PreTrainedModel, GenerationMixin):
 
         return save_adapter(self, directory)
 
+    def push_adapter_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
+        """Upload only the trainable weights, their config and a model card (never the backbones)."""
+        from .hub import push_adapter_to_hub
+
+        return push_adapter_to_hub(self, repo_id, private=private, token=token)
+
     def load_adapter(self, directory: str | os.PathLike) -> "VLModel":
         """Load trainable weights saved for this same backbone pair and method settings."""
         from .checkpoint import load_adapter
@@ -310,15 +316,25 @@ class VLModel(PreTrainedModel, GenerationMixin):
         llm: str | os.PathLike | nn.Module | None = None,
         vision: str | os.PathLike | nn.Module | None = None,
         dtype=None,
+        quantization: str | None = None,
+        revision: str | None = None,
     ) -> "VLModel":
-        """Rebuild a trained model: its saved method settings on the given (or recorded) backbones."""
-        from .checkpoint import AdapterError, read_adapter_config
+        """Rebuild a trained model: its saved method settings on the given (or recorded) backbones.
 
+        `directory`: a local adapter directory or a Hub repo id (`user/repo`, at `revision`).
+        `quantization="4bit"|"8bit"` loads the frozen LLM through bitsandbytes (CUDA only; one
+        line says so elsewhere).
+        """
+        from .checkpoint import AdapterError, read_adapter_config
+        from .hub import resolve_adapter
+
+        directory = resolve_adapter(directory, revision)
         saved = read_adapter_config(directory)
         llm = llm if llm is not None else saved.get("llm_name_or_path")
         vision = vision if vision is not None else saved.get("vision_name_or_path")
         if llm is None or vision is None:
             raise AdapterError(f"adapter '{directory}' does not record its backbones: pass llm= and vision=")
-        model = cls.from_backbones(llm, vision, method=saved["method"], method_config=saved["method_config"], dtype=dtype)
+        model = cls.from_backbones(llm, vision, method=saved["method"], method_config=saved["method_config"],
+                                   dtype=dtype, quantization=quantization)
         model.config.prompt_template = saved.get("prompt_template")
         return model.load_adapter(directory).eval()  # loaded for use, as from_pretrained: dropout off

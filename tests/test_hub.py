@@ -1,0 +1,91 @@
+"""Adapters by Hub id, through huggingface_hub's own cache (offline here: a cache laid out as the
+Hub client lays it out), and uploads that carry only the adapter."""
+import os
+
+import pytest
+import torch
+
+from ademvl.checkpoint import CONFIG_NAME, WEIGHTS_NAME, AdapterError
+from ademvl.hub import stage_adapter
+from ademvl.model import VLModel
+from tiny import batch, tiny_llm, tiny_vision, tiny_model
+
+
+def hub_cache_with(adapter_dir, cache, repo="someone/tiny-ademvl", commit="0" * 40):
+    """`cache/models--someone--tiny-ademvl/{refs/main, snapshots/<commit>/…}`, huggingface_hub's layout."""
+    root = cache / ("models--" + repo.replace("/", "--"))
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for item in adapter_dir.iterdir():
+        (snapshot / item.name).write_bytes(item.read_bytes())
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(commit)
+    return repo
+
+
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def test_from_adapter_and_load_for_eval_take_a_hub_id(tmp_path, offline_cache):
+    from ademvl.evaluation.loading import load_for_eval
+    from tiny import tiny_image_processor, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    llm_dir, vision_dir = tmp_path / "llm", tmp_path / "vision"
+    tiny_llm("llama", 0, vocab=len(tok)).save_pretrained(llm_dir)
+    tok.save_pretrained(llm_dir)
+    tiny_vision("clip", 1).save_pretrained(vision_dir)
+    tiny_image_processor(32).save_pretrained(vision_dir)
+    model = VLModel.from_backbones(llm_dir, vision_dir, scales=(16, 4))
+    with torch.no_grad():
+        model.method.pos_values.normal_()
+    staged = stage_adapter(model, tmp_path / "staged")
+    repo = hub_cache_with(staged, offline_cache)
+
+    ids, pixels, has_image, slot = batch()
+    expected = model.eval()(input_ids=ids, pixel_values=pixels, has_image=has_image, image_slot=slot).logits
+    loaded = VLModel.from_adapter(repo)
+    got = loaded(input_ids=ids, pixel_values=pixels, has_image=has_image, image_slot=slot).logits
+    assert torch.equal(got, expected)
+    evaluated, _, _ = load_for_eval(repo, device="cpu")
+    assert torch.equal(evaluated(input_ids=ids, pixel_values=pixels, has_image=has_image, image_slot=slot).logits,
+                       expected)
+
+
+def test_unknown_hub_id_offline_is_one_line(offline_cache):
+    with pytest.raises(AdapterError, match="someone/absent") as info:
+        VLModel.from_adapter("someone/absent")
+    assert "\n" not in str(info.value)
+
+
+def test_upload_stages_only_the_adapter(tmp_path):
+    model = tiny_model("llama")
+    staged = stage_adapter(model, tmp_path / "staged")
+    assert sorted(p.name for p in staged.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME, "README.md"])
+    size = sum(p.stat().st_size for p in staged.iterdir())
+    trainable = sum(p.numel() * 4 for p in model.trainable_parameters().values())
+    assert size < trainable + 64 * 1024  # the trainable weights and a little text, no backbone
+
+
+def test_quantized_loading_is_refused_in_one_line_without_cuda(tmp_path):
+    from ademvl.evaluation.loading import load_for_eval
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine would load it")
+    tiny_llm("llama", 0).save_pretrained(tmp_path / "llm")
+    tiny_vision("clip", 1).save_pretrained(tmp_path / "vision")
+    VLModel.from_backbones(tmp_path / "llm", tmp_path / "vision", scales=(16,)).save_adapter(tmp_path / "adapter")
+    for call in (lambda: load_for_eval(tmp_path / "adapter", quantization="4bit"),
+                 lambda: VLModel.from_adapter(tmp_path / "adapter", quantization="8bit")):
+        with pytest.raises(ValueError, match="needs a CUDA GPU") as info:
+            call()
+        assert "\n" not in str(info.value)
