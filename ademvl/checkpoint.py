@@ -58,6 +58,7 @@ def adapter_config(model) -> dict:
         "llm_name_or_path": model.config.llm_name_or_path,
         "vision_name_or_path": model.config.vision_name_or_path,
         "prompt_template": getattr(model.config, "prompt_template", None),
+        "prompt_layout": getattr(model.config, "prompt_layout", None) or "plain",
     }
 
 

@@ -14,20 +14,23 @@ from .prompting import IGNORE_INDEX, encode_sample
 
 class VLCollator:
     def __init__(self, tokenizer, image_processor, num_visual_tokens: int, max_length: int = 512,
-                 for_generation: bool = False, num_prefix_tokens: int = 0):
+                 for_generation: bool = False, num_prefix_tokens: int = 0, prompt_layout: str = "plain"):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.num_visual_tokens = num_visual_tokens
         self.num_prefix_tokens = num_prefix_tokens
+        self.prompt_layout = prompt_layout
         self.max_length = max_length
         self.for_generation = for_generation
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
 
     @classmethod
     def for_model(cls, model, tokenizer, image_processor, **kwargs):
-        """A collator with the placeholders `model`'s method needs (visual tokens, prefix)."""
+        """A collator with the placeholders `model`'s method needs (visual tokens, prefix) and the
+        prompt layout it was trained with."""
         return cls(tokenizer, image_processor, model.method.num_input_tokens,
-                   num_prefix_tokens=model.method.num_prefix_tokens, **kwargs)
+                   num_prefix_tokens=model.method.num_prefix_tokens,
+                   prompt_layout=getattr(model.config, "prompt_layout", None) or "plain", **kwargs)
 
     def pixels(self, examples: list[VLExample]) -> torch.Tensor | None:
         """One processed image per row; text-only rows get a blank image of the same shape."""
@@ -42,7 +45,8 @@ class VLCollator:
     def __call__(self, examples: list[VLExample]) -> dict[str, torch.Tensor]:
         encoded = [
             encode_sample(self.tokenizer, ex.prompt, None if self.for_generation else ex.answer,
-                          ex.has_image, self.num_visual_tokens, self.max_length, self.num_prefix_tokens)
+                          ex.has_image, self.num_visual_tokens, self.max_length, self.num_prefix_tokens,
+                          self.prompt_layout)
             for ex in examples
         ]
         width = max(len(e.input_ids) for e in encoded)

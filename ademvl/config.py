@@ -83,6 +83,8 @@ class VLConfig(PreTrainedConfig):
         method_config: that method's hyperparameters (see `ademvl.methods`).
         llm_name_or_path / vision_name_or_path: where the backbones came from,
             so a saved adapter can find them again.
+        prompt_layout: "plain" (the paper's `[bos] "Image: " … prompt " " answer`) or "chat"
+            (through the LLM's chat template); training and generation use the same.
         prompt_template: how training wrapped a bare question ("{prompt}" marks it),
             so `generate`, `viz` and the harness adapters ask in the shape the model learnt.
     """
@@ -100,4 +102,5 @@ class VLConfig(PreTrainedConfig):
     llm_name_or_path: str | None = None
     vision_name_or_path: str | None = None
     prompt_template: str | None = None
+    prompt_layout: str = "plain"
     tie_word_embeddings: bool = False

@@ -337,4 +337,5 @@ class VLModel(PreTrainedModel, GenerationMixin):
         model = cls.from_backbones(llm, vision, method=saved["method"], method_config=saved["method_config"],
                                    dtype=dtype, quantization=quantization)
         model.config.prompt_template = saved.get("prompt_template")
+        model.config.prompt_layout = saved.get("prompt_layout") or "plain"
         return model.load_adapter(directory).eval()  # loaded for use, as from_pretrained: dropout off

@@ -20,13 +20,15 @@ class VLProcessor(ProcessorMixin):
     tokenizer_class = "AutoTokenizer"
 
     def __init__(self, image_processor=None, tokenizer=None, num_visual_tokens: int = 0, num_prefix_tokens: int = 0,
-                 prompt_template: str | None = None, max_length: int | None = None, **kwargs):
+                 prompt_template: str | None = None, max_length: int | None = None, prompt_layout: str = "plain",
+                 **kwargs):
         """`num_visual_tokens` / `num_prefix_tokens`: the method's placeholders; `prompt_template`:
         how training wrapped a question ("{prompt}" marks it); `max_length`: the longest prompt."""
         self.num_visual_tokens = num_visual_tokens
         self.num_prefix_tokens = num_prefix_tokens
         self.prompt_template = prompt_template
         self.max_length = max_length
+        self.prompt_layout = prompt_layout
         super().__init__(image_processor, tokenizer, **kwargs)
 
     @classmethod
@@ -37,7 +39,8 @@ class VLProcessor(ProcessorMixin):
         return cls(image_processor, tokenizer, num_visual_tokens=model.method.num_input_tokens,
                    num_prefix_tokens=model.method.num_prefix_tokens,
                    prompt_template=getattr(model.config, "prompt_template", None),
-                   max_length=prompt_token_limit(model))
+                   max_length=prompt_token_limit(model),
+                   prompt_layout=getattr(model.config, "prompt_layout", None) or "plain")
 
     def __call__(self, images=None, text=None, return_tensors: str = "pt", **kwargs) -> BatchFeature:
         """One row per prompt; `images` gives one PIL image (or None: text-only) per prompt."""
@@ -56,5 +59,6 @@ class VLProcessor(ProcessorMixin):
         examples = [VLExample(id=str(i), prompt=template.format(prompt=prompt), answer="", image=image)
                     for i, (image, prompt) in enumerate(zip(images, prompts))]
         collator = GenerationCollator(self.tokenizer, self.image_processor, self.num_visual_tokens,
-                                      self.max_length, num_prefix_tokens=self.num_prefix_tokens)
+                                      self.max_length, num_prefix_tokens=self.num_prefix_tokens,
+                                      prompt_layout=self.prompt_layout)
         return BatchFeature(collator(examples), tensor_type=return_tensors)

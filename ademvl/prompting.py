@@ -3,6 +3,9 @@
     image sample:      [prefix] [bos] "Image: " <visual token(s)> "\n" prompt " " answer [eos]
     text-only sample:  [prefix] [bos] "Image: N/A" "\n" prompt " " answer [eos]
 
+With `prompt_layout="chat"` the same parts go through the LLM's chat template
+(user turn: "Image: " <visual> "\n" prompt; assistant turn: the answer).
+
 The visual tokens occupy placeholder positions in `input_ids`; the model writes
 the method's visual embeddings over them (`image_slot` = first position). Methods
 with a modality token (LaVIN, Bottleneck Adapter) have one more placeholder, the
@@ -38,19 +41,13 @@ def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
-def encode_sample(
-    tokenizer,
-    prompt: str,
-    answer: str | None,
-    has_image: bool,
-    num_visual_tokens: int,
-    max_length: int | None = None,
-    num_prefix_tokens: int = 0,
-) -> EncodedSample:
-    """Token ids, labels and image slot of one sample; `answer=None` for a generation prompt."""
-    ids: list[int] = [placeholder_id(tokenizer)] * num_prefix_tokens
-    if tokenizer.bos_token_id is not None:
-        ids.append(tokenizer.bos_token_id)
+PROMPT_LAYOUTS = ("plain", "chat")
+_MARK = "\ue000"  # a private-use character: where the image part ends inside a rendered chat template
+
+
+def _plain_parts(tokenizer, prompt, answer, has_image, num_visual_tokens):
+    """[bos] "Image: " <visual> | "\n" prompt | " " answer [eos]  (the paper's layout)."""
+    ids = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     slot = -1
     if has_image:
         ids += _ids(tokenizer, IMAGE_PREFIX)
@@ -59,13 +56,60 @@ def encode_sample(
             ids += [placeholder_id(tokenizer)] * num_visual_tokens
     else:
         ids += _ids(tokenizer, NO_IMAGE_PREFIX)
-    head = len(ids)
-    prompt_ids = _ids(tokenizer, SEPARATOR + prompt)
     answer_ids: list[int] = []
     if answer is not None:
         answer_ids = _ids(tokenizer, " " + answer) if answer else []
         if tokenizer.eos_token_id is not None:
             answer_ids.append(tokenizer.eos_token_id)
+    return ids, slot, _ids(tokenizer, SEPARATOR + prompt), answer_ids
+
+
+def _chat_parts(tokenizer, prompt, answer, has_image, num_visual_tokens):
+    """The LLM's own chat template: "Image: <visual>\n" prompt as the user turn, the answer as the
+    assistant turn (its end-of-turn token included, so generation stops where training did)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("prompt_layout 'chat' needs a tokenizer with a chat template; this one has none "
+                         "(use prompt_layout 'plain')")
+    user = [{"role": "user", "content": (IMAGE_PREFIX if has_image else NO_IMAGE_PREFIX) + _MARK + SEPARATOR + prompt}]
+    text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    before, _, after = text.partition(_MARK)
+    ids = _ids(tokenizer, before)
+    slot = -1
+    if has_image and num_visual_tokens:
+        slot = len(ids)
+        ids += [placeholder_id(tokenizer)] * num_visual_tokens
+    answer_ids: list[int] = []
+    if answer is not None:
+        full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": answer}], tokenize=False)
+        if not full.startswith(text):
+            raise ValueError("this chat template renders the prompt differently once an answer follows; "
+                             "use prompt_layout 'plain'")
+        answer_ids = _ids(tokenizer, full[len(text):].rstrip())
+    return ids, slot, _ids(tokenizer, after), answer_ids
+
+
+def encode_sample(
+    tokenizer,
+    prompt: str,
+    answer: str | None,
+    has_image: bool,
+    num_visual_tokens: int,
+    max_length: int | None = None,
+    num_prefix_tokens: int = 0,
+    prompt_layout: str = "plain",
+) -> EncodedSample:
+    """Token ids, labels and image slot of one sample; `answer=None` for a generation prompt.
+
+    `prompt_layout`: "plain" (the paper's, above) or "chat" (through the LLM's chat template,
+    for instruct LLMs). Either way the method's prefix placeholders come first.
+    """
+    if prompt_layout not in PROMPT_LAYOUTS:
+        raise ValueError(f"prompt_layout must be one of {', '.join(PROMPT_LAYOUTS)}, got {prompt_layout!r}")
+    parts = _chat_parts if prompt_layout == "chat" else _plain_parts
+    head_ids, slot, prompt_ids, answer_ids = parts(tokenizer, prompt, answer, has_image, num_visual_tokens)
+    ids: list[int] = [placeholder_id(tokenizer)] * num_prefix_tokens + head_ids
+    slot = slot + num_prefix_tokens if slot >= 0 else -1
+    head = len(ids)
     if max_length is not None and head + len(prompt_ids) + len(answer_ids) > max_length:
         # Keep the image prefix and the answer; cut the prompt's beginning (the question sits at its end).
         from transformers.utils import logging as hf_logging

@@ -32,6 +32,7 @@ class ModelSection:
     quantization: str | None = None  # frozen LLM linears in 4bit/8bit (bitsandbytes, GPU), e.g. Bottleneck Adapter
     tokenizer: str | None = None  # default: the llm path
     image_processor: str | None = None  # default: the vision path
+    prompt_layout: str = "plain"  # plain (the paper's layout) | chat (the LLM's chat template, for instruct LLMs)
 
 
 @dataclass
@@ -286,6 +287,8 @@ def validate(recipe: Recipe) -> None:
     _at_least("data", "limit", d.limit, 1)
     if d.val_fraction is not None and not 0 <= d.val_fraction < 1:
         raise RecipeError(f"recipe key 'data.val_fraction' must be in [0, 1), got {d.val_fraction!r}")
+    if recipe.model.prompt_layout not in ("plain", "chat"):
+        raise RecipeError(f"model.prompt_layout must be plain or chat, got {recipe.model.prompt_layout!r}")
     if t.mixed_precision not in MIXED_PRECISION:
         raise RecipeError(f"train.mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {t.mixed_precision!r}")
     if not (len(t.betas) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1

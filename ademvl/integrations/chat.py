@@ -118,7 +118,8 @@ class AdemVLChat:
         limit = prompt_token_limit(self.model, reserve=len(target), cap=self.max_length, option="continuation length")
         encoded = encode_sample(self.tokenizer, example.prompt, None, example.has_image,
                                 self.model.method.num_input_tokens, limit,
-                                num_prefix_tokens=self.model.method.num_prefix_tokens)
+                                num_prefix_tokens=self.model.method.num_prefix_tokens,
+                                prompt_layout=getattr(self.model.config, "prompt_layout", None) or "plain")
         ids = torch.tensor([encoded.input_ids + target], device=model_device(self.model))
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
                  "has_image": torch.tensor([int(example.has_image)], device=ids.device),

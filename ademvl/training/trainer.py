@@ -104,6 +104,7 @@ def build_model(recipe: Recipe):
         if p.dtype != torch.float32:
             p.data = p.data.float()
     model.config.prompt_template = data_mod.question_template(recipe.data)
+    model.config.prompt_layout = m.prompt_layout
     return model
 
 
