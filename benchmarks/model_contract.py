@@ -170,17 +170,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks")
+    parser.add_argument("--only", choices=["memory", "compile"], default=None,
+                        help="re-measure one part, keeping the other from --out's model_contract.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from ademvl.bench.machine import machine_info
 
     machine = machine_info()
-    result = {"machine": f"{machine.get('cpu', 'cpu')}, {args.threads} threads, torch {torch.__version__}",
-              "text_len": args.text_len, "batch_size": args.batch_size, "compile_text_len": args.compile_text_len,
-              "repeats": args.repeats,
-              "memory": memory_table(args.methods, args.text_len, args.batch_size),
-              "compile": compile_table(args.methods, args.compile_text_len, args.repeats)}
     out = Path(args.out)
+    previous = json.loads((out / "model_contract.json").read_text()) if args.only else {}
+    result = {**previous, "machine": f"{machine.get('cpu', 'cpu')}, {args.threads} threads, torch {torch.__version__}"}
+    if args.only != "compile":
+        result.update(text_len=args.text_len, batch_size=args.batch_size,
+                      memory=memory_table(args.methods, args.text_len, args.batch_size))
+    if args.only != "memory":
+        result.update(compile_text_len=args.compile_text_len, repeats=args.repeats,
+                      compile=compile_table(args.methods, args.compile_text_len, args.repeats))
     (out / "model_contract.json").write_text(json.dumps(result, indent=2))
     (out / "model_contract.md").write_text(markdown(result))
     print(markdown(result))
