@@ -15,7 +15,7 @@ from .example import VLExample
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageError", "load_image", "check_image", "filter_loadable"]
+__all__ = ["ImageError", "load_image", "check_image", "filter_loadable", "to_rgb"]
 
 
 class ImageError(ValueError):
@@ -36,13 +36,18 @@ def load_image(path, record_id=None) -> Image.Image:
         raise ImageError(f"image not found: {_where(path, record_id)}")
     try:
         with Image.open(path) as im:
-            im.load()
-            if im.mode == "P" and "transparency" in im.info:
-                im = im.convert("RGBA")
-            return im.convert("RGB")
+            return to_rgb(im)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"corrupt image: {_where(path, record_id)}: {msg}") from e
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Decode an opened image into RGB (palette transparency goes through RGBA, as PIL asks)."""
+    im.load()
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    return im.convert("RGB")
 
 
 def check_image(path, record_id=None, decode: bool = False) -> None:
