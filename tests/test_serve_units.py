@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-pytest.importorskip("pydantic", reason="the serve extra is not installed: pip install 'ademvl[serve]'")
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'ademvl[serve]'")
 
 from ademvl.serve.conversation import conversation_prompt  # noqa: E402
 from ademvl.serve.errors import RequestError  # noqa: E402
@@ -116,3 +116,49 @@ def test_row_budget_and_eos():
     row = make_row(tok)
     assert not row.step(ids[0]) and row.step(tok.eos_token_id)
     assert row.finish_reason == "stop" and row.completion_tokens == 2 and row.content == tok.decode(ids[:1]).strip()
+
+
+def test_worker_batches_answers_early_and_survives_a_failed_batch(tmp_path):
+    """Real tiny model: a batch of a short and a long request; then a batch that cannot run, then one that can."""
+    import threading
+
+    from ademvl.data.example import VLExample
+    from ademvl.integrations import AdemVLChat
+    from ademvl.serve.worker import BatchWorker, Job
+    from tiny import write_image
+    from tiny_eval import make_checkpoint
+
+    chat = AdemVLChat.from_checkpoint(make_checkpoint(tmp_path), device="cpu")
+    image = Image.open(write_image(tmp_path / "red.png", (255, 0, 0)))
+    events, finished = [], threading.Semaphore(0)
+
+    def job(name, prompt, max_tokens, picture=image):
+        def on_event(event):
+            events.append((name, event))
+            if event[0] in ("done", "error"):
+                finished.release()
+        return Job(example=VLExample(id=name, prompt=prompt, answer="", image=picture), max_tokens=max_tokens,
+                   on_event=on_event)
+
+    worker = BatchWorker(chat.model, chat.tokenizer, chat.image_processor, max_length=128, max_batch=4,
+                         batch_wait=0.5)
+    worker.submit(job("short", "Answer: red", 1))
+    worker.submit(job("long", "The answer is", 8))
+    worker.start()
+    try:
+        for _ in range(2):
+            assert finished.acquire(timeout=60)
+        worker.submit(job("broken", "Answer:", 4, picture=str(tmp_path / "missing.png")))
+        assert finished.acquire(timeout=60)
+        worker.submit(job("after", "Answer: red", 3))
+        assert finished.acquire(timeout=60)
+    finally:
+        worker.stop()
+    done = {name: event for name, event in events if event[0] in ("done", "error")}
+    assert done["short"][3] == chat.answer(image, "Answer: red", max_new_tokens=1)
+    assert done["long"][3] == chat.answer(image, "The answer is", max_new_tokens=8)
+    assert done["after"][3] == chat.answer(image, "Answer: red", max_new_tokens=3)
+    assert done["broken"][0] == "error" and "missing.png" in done["broken"][1]
+    assert dict(worker.batch_sizes) == {2: 1, 1: 2}
+    order = [name for name, event in events if event[0] == "done"]
+    assert done["long"][2] > 1 and order.index("short") < order.index("long")  # answered before the batch ended

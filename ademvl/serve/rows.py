@@ -17,12 +17,14 @@ class Row:
     """Decoding state of one request; `step(token)` is called once per generated token."""
 
     def __init__(self, tokenizer, max_tokens: int, stop: list[str], eos_token_id: int | None,
-                 emit: Callable[[str], None], cancelled: Callable[[], bool] = lambda: False):
+                 emit: Callable[[str], None], on_done: Callable[["Row"], None] = lambda row: None,
+                 cancelled: Callable[[], bool] = lambda: False):
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.stop = stop
         self.eos_token_id = eos_token_id
         self.emit = emit
+        self.on_done = on_done
         self.cancelled = cancelled
         self.ids: list[int] = []
         self.completion_tokens = 0
@@ -39,8 +41,7 @@ class Row:
         if self.finished:
             return True
         if self.cancelled():
-            self.finish_reason = "cancelled"
-            return True
+            return self.finish("cancelled")
         self.completion_tokens += 1
         if token_id == self.eos_token_id:
             return self.finish("stop")
@@ -57,10 +58,14 @@ class Row:
         return False
 
     def finish(self, reason: str) -> bool:
-        """Close the row (EOS, a stop string, its token budget, or the batch's end): send the rest."""
+        """Close the row (EOS, a stop string, its token budget, a client gone): send the rest, report done.
+
+        Done is reported at once, not when the batch ends, so a short answer is not
+        held back by a longer one generated beside it."""
         if not self.finished:
             self.finish_reason = reason
             self._send(self.text.strip())
+            self.on_done(self)
         return True
 
     def _visible(self) -> str:

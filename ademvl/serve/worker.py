@@ -11,7 +11,8 @@ is left-padded by the evaluators' `GenerationCollator` and decoded by one
 Per-request limits and streaming ride on one stopping criterion: after every
 step it hands each row its new token (`rows.Row`: decode, cut at a stop string,
 emit the visible growth as a streamed delta) and tells `generate` which rows are
-done (their own `max_tokens`, a stop string, EOS, a client gone). A streamer
+done (their own `max_tokens`, a stop string, EOS, a client gone); a done row's
+request is answered at once, while the rest of its batch goes on. A streamer
 would see the same tokens, but the criterion must look at every row each step
 anyway, so one hook does both. `generate` runs to the longest budget in the
 batch and stops as soon as every row is done.
@@ -117,6 +118,7 @@ class BatchWorker:
                 self._run(batch)
 
     def _run(self, jobs: list[Job]) -> None:
+        rows: list[Row] = []
         try:
             self.batch_sizes[len(jobs)] += 1
             inputs = self.collator([job.example for job in jobs])
@@ -129,13 +131,15 @@ class BatchWorker:
             kwargs = generation_kwargs(self.tokenizer, max(job.max_tokens for job in jobs), **sampling)
             rows = [Row(self.tokenizer, job.max_tokens, job.stop, kwargs["eos_token_id"],
                         emit=lambda text, job=job: job.on_event(("delta", text)),
+                        on_done=lambda row, job=job: job.on_event(
+                            ("done", row.finish_reason, row.completion_tokens, row.content)),
                         cancelled=lambda job=job: job.cancelled) for job in jobs]
             self.model.generate(**inputs, **kwargs, stopping_criteria=StoppingCriteriaList([_RowsCriteria(rows)]))
-        except Exception as error:  # the server keeps serving; these requests get the error
+            for row in rows:
+                row.finish("length")  # no-op for rows already done; the rest ran to the batch's budget
+        except Exception as error:  # the server keeps serving; the unfinished requests get the error
             logger.exception("generation failed")
-            for job in jobs:
-                job.on_event(("error", f"generation failed: {type(error).__name__}: {error}"))
-            return
-        for row, job in zip(rows, jobs):
-            row.finish("length")  # no-op for rows that ended on EOS or a stop string
-            job.on_event(("done", row.finish_reason, row.completion_tokens, row.content))
+            message = f"generation failed: {type(error).__name__}: {error}"
+            for i, job in enumerate(jobs):
+                if i >= len(rows) or not rows[i].finished:
+                    job.on_event(("error", message))
