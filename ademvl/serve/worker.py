@@ -82,9 +82,13 @@ class BatchWorker:
         return self
 
     def stop(self) -> None:
+        """Finish the batch in flight; requests still queued are told the server is going away."""
         with self._cond:
             self._stopping = True
+            left, self._pending = self._pending, []
             self._cond.notify_all()
+        for job in left:
+            job.on_event(("error", "the server is shutting down"))
         if self._thread.is_alive():
             self._thread.join()
 
