@@ -59,8 +59,9 @@ def run_clients(url: str, model: str, requests: list, clients: int, max_tokens: 
     def one(item):
         image, question = item
         start = time.perf_counter()
-        reply = client.chat.completions.create(model=model, max_tokens=max_tokens, messages=[{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": image}}, {"type": "text", "text": question}]}])
+        content = [{"type": "image_url", "image_url": {"url": image}}, {"type": "text", "text": question}]
+        reply = client.chat.completions.create(model=model, max_tokens=max_tokens,
+                                               messages=[{"role": "user", "content": content}])
         return time.perf_counter() - start, reply.choices[0].message.content
 
     start = time.perf_counter()
@@ -116,8 +117,8 @@ def main(argv=None) -> int:
             for key, r in ((f"max_batch={b},clients={c}", r) for (b, c), r in runs.items())}
     speedup = rows["max_batch=8,clients=8"]["requests_per_s"] / rows["max_batch=1,clients=8"]["requests_per_s"]
     result = {"checkpoint": args.checkpoint, "requests": args.requests, "rounds": args.rounds,
-              "max_tokens": args.max_tokens, "threads": args.threads, "machine": platform.processor() or platform.machine(),
-              "cpus": os.cpu_count(), "note": args.note, "results": rows,
+              "max_tokens": args.max_tokens, "threads": args.threads,
+              "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "note": args.note, "results": rows,
               "batching_speedup_8_clients": speedup, "answers_equal_to_unbatched_1_client": same,
               "batch_sizes_seen": batches, "example_answers": list(zip([q for _, q in requests[:4]], reference[:4]))}
     out = Path(args.out)

@@ -13,7 +13,8 @@ import pytest
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install 'ademvl[test]'")
+playwright = pytest.importorskip("playwright.sync_api",
+                                 reason="playwright is not installed: pip install 'ademvl[test]'")
 pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip install 'ademvl[serve]'")
 easyvqa = pytest.importorskip("easy_vqa", reason="easy-vqa (the demo extra) is not installed")
 

@@ -162,3 +162,23 @@ def test_worker_batches_answers_early_and_survives_a_failed_batch(tmp_path):
     assert dict(worker.batch_sizes) == {2: 1, 1: 2}
     order = [name for name, event in events if event[0] == "done"]
     assert done["long"][2] > 1 and order.index("short") < order.index("long")  # answered before the batch ended
+
+
+def one_line_error(capsys, argv, needle):
+    from ademvl.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ademvl serve: error:") and needle in err, err
+
+
+def test_cli_option_errors_are_one_line(capsys, tmp_path):
+    import socket
+
+    one_line_error(capsys, ["serve", "--max-batch", "0"], "--max-batch must be at least 1")
+    one_line_error(capsys, ["serve", "--checkpoint", str(tmp_path / "none")], "checkpoint directory not found")
+    one_line_error(capsys, ["serve", "--checkpoint", "runs/demo/ademvl/adapter", "--max-tokens", "0"], "--max-tokens")
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        one_line_error(capsys, ["serve", "--checkpoint", str(tmp_path), "--port", str(port)],
+                       f"cannot listen on 127.0.0.1:{port}")

@@ -45,15 +45,27 @@ def served_name(checkpoint: str) -> str:
     return path.parent.name if path.name == "adapter" and path.parent.name else path.name
 
 
+def _check_address(host: str, port: int) -> None:
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot listen on {host}:{port}: {error.strerror or error} (choose another --port)") from None
+
+
 def run(args) -> int:
     for option, value, low in (("--max-batch", args.max_batch, 1), ("--max-tokens", args.max_tokens, 1),
                                ("--port", args.port, 0), ("--batch-wait-ms", args.batch_wait_ms, 0),
-                               ("--context-length", 1 if args.context_length is None else args.context_length, 1), ("--max-image-mb", args.max_image_mb, 0)):
+                               ("--context-length", 1 if args.context_length is None else args.context_length, 1),
+                               ("--max-image-mb", args.max_image_mb, 0)):
         if value < low:
             raise ValueError(f"{option} must be at least {low}, got {value}")
     if not Path(args.checkpoint).is_dir():
         hint = " (run `ademvl demo` first, or pass --checkpoint)" if args.checkpoint == DEMO_ADAPTER else ""
         raise FileNotFoundError(f"checkpoint directory not found: {args.checkpoint}{hint}")
+    _check_address(args.host, args.port)  # before the model loads, so a busy port costs no wait
     try:
         import uvicorn
 

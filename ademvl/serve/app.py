@@ -192,10 +192,10 @@ def create_app(chat, settings: ServeSettings | None = None) -> FastAPI:
                                  "logprobs": None, "finish_reason": finish_reason}],
                     "usage": usage(completion_tokens)}
 
-        def chunk(delta: dict, finish_reason: str | None = None) -> str:
-            body = {**meta, "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
-            return f"data: {json.dumps(body)}\n\n"
+        def chunk(delta: dict | None, finish_reason: str | None = None, **extra) -> str:
+            choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None,
+                                                 "finish_reason": finish_reason}]
+            return f"data: {json.dumps({**meta, 'object': 'chat.completion.chunk', 'choices': choices, **extra})}\n\n"
 
         async def stream():
             try:
@@ -207,7 +207,7 @@ def create_app(chat, settings: ServeSettings | None = None) -> FastAPI:
                     return
                 yield chunk({}, event[1])
                 if req.stream_options is not None and req.stream_options.include_usage:
-                    yield f"data: {json.dumps({**meta, 'object': 'chat.completion.chunk', 'choices': [], 'usage': usage(event[2])})}\n\n"
+                    yield chunk(None, usage=usage(event[2]))  # OpenAI's usage chunk: no choices
                 yield "data: [DONE]\n\n"
             finally:
                 job.cancelled = True
