@@ -86,6 +86,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median req/s is reported)")
     parser.add_argument("--max-tokens", type=int, default=8, help="answer budget (the demo evaluation's)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each server")
+    parser.add_argument("--batch-wait-ms", type=float, help="the batching server's --batch-wait-ms (default: serve's)")
     parser.add_argument("--note", default="", help="free text stored with the results")
     parser.add_argument("--out", default=str(HERE), help="folder for serve_results.{json,md}")
     args = parser.parse_args(argv)
@@ -94,8 +95,9 @@ def main(argv=None) -> int:
 
     requests = workload(args.requests)
     with contextlib.ExitStack() as stack:
+        wait = [] if args.batch_wait_ms is None else ["--batch-wait-ms", str(args.batch_wait_ms)]
         servers = {batch: stack.enter_context(running_server(
-            "--checkpoint", args.checkpoint, "--max-batch", str(batch), "--device", "cpu", threads=args.threads))
+            "--checkpoint", args.checkpoint, "--max-batch", str(batch), "--device", "cpu", *wait, threads=args.threads))
             for batch in (1, 8)}
         names = {batch: served_model(url) for batch, url in servers.items()}
         for batch, url in servers.items():  # warm-up: first-call costs out of the timings
@@ -117,6 +119,7 @@ def main(argv=None) -> int:
             for key, r in ((f"max_batch={b},clients={c}", r) for (b, c), r in runs.items())}
     speedup = rows["max_batch=8,clients=8"]["requests_per_s"] / rows["max_batch=1,clients=8"]["requests_per_s"]
     result = {"checkpoint": args.checkpoint, "requests": args.requests, "rounds": args.rounds,
+              "batch_wait_ms": args.batch_wait_ms,
               "max_tokens": args.max_tokens, "threads": args.threads,
               "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "note": args.note, "results": rows,
               "batching_speedup_8_clients": speedup, "answers_equal_to_unbatched_1_client": same,

@@ -26,7 +26,7 @@ _PAGE = """<!doctype html>
   #side { width: 240px; flex: none; }
   #preview { width: 224px; height: 224px; border: 2px dashed #aab; border-radius: 8px; display: flex;
              align-items: center; justify-content: center; background: #fff; overflow: hidden; color: #889; }
-  #preview img { max-width: 100%; max-height: 100%; image-rendering: pixelated; }
+  #preview img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
   #side label { display: block; margin-top: 10px; font-size: 13px; }
   #talk { flex: 1; display: flex; flex-direction: column; min-height: 420px; }
   #chat { flex: 1; background: #fff; border-radius: 8px; padding: 12px; overflow-y: auto; min-height: 320px; }
