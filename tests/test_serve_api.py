@@ -207,6 +207,11 @@ def test_bad_input_gets_a_4xx_naming_the_problem_and_the_server_keeps_serving(se
     error_of(post(endpoint, {"model": "run", "messages": [{"role": "tool", "content": "x"}]}), 400,
              "messages.0.role")
     error_of(post(endpoint, {"model": "run"}), 400, "messages", "Field required")
+    error_of(post(endpoint, {"model": "run", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}),
+             400, "messages.0.content.0", "'input_audio'", "'text', 'image_url'")
+    error_of(post(endpoint, {"model": "run", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"detail": "low"}}]}]}), 400, "messages.0.content.0.image_url.url",
+        "Field required")
     with pytest.raises(openai.NotFoundError, match="not found"):
         setup["client"].chat.completions.create(model="other", messages=[ask("what shape?", image)])
     with pytest.raises(openai.BadRequestError, match="context is 128 tokens"):

@@ -53,14 +53,18 @@ def context_length(model) -> int:
 
 
 def _validation_message(error: RequestValidationError) -> RequestError:
-    """Pydantic's first complaint as one line naming the field (or the JSON syntax error)."""
-    first = error.errors()[0]
+    """Pydantic's most specific complaint as one line naming the field (or the JSON syntax error).
+
+    A union field (content: a string or a list of parts) fails once per branch; the
+    deepest location is the branch the client meant (a list with one bad part)."""
+    first = max(error.errors(), key=lambda e: len(e.get("loc", ())))
     if first.get("type") == "json_invalid":
         detail = (first.get("ctx") or {}).get("error", first.get("msg", ""))
         return RequestError(f"malformed JSON body: {detail}", None, "invalid_json")
     loc = [str(part) for part in first.get("loc", ()) if part != "body"]
     # Unions (str | list[part]) prefix the branch tried; keep the request's own field path.
     loc = [part for part in loc if not part.startswith(("str", "list[", "function-"))]
+    loc = [part for i, part in enumerate(loc) if i == 0 or part != loc[i - 1]]  # a part's tag: image_url.image_url
     field = ".".join(loc) or "body"
     return RequestError(f"{field}: {first.get('msg', 'invalid value')}", field, "invalid_value")
 
