@@ -69,8 +69,7 @@ def run(args) -> int:
     try:
         import uvicorn
 
-        from ..serve import create_app
-        from ..serve.app import ServeSettings
+        from ..serve import ServeSettings, create_app
     except ImportError as error:
         raise ImportError(f"ademvl serve needs {error.name}: pip install 'ademvl[serve]'") from error
     import torch
