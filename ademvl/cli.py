@@ -12,6 +12,7 @@ COMMANDS = {
     "train": "Train a method from a recipe (YAML) with checkpoints, resume and multi-GPU via accelerate.",
     "eval": "Evaluate a saved adapter on ScienceQA / COCO / easy-VQA / LLaVA-instruct; save every prediction.",
     "generate": "Answer one prompt about one image (or none) with a saved adapter.",
+    "serve": "Serve a saved adapter: OpenAI-compatible /v1/chat/completions and a web chat page.",
     "viz": "Draw per-scale maps of the visual features each text token attended and kept (Fig. 3).",
     "sweep": "Train and evaluate a recipe over alpha/beta/gamma values and plot accuracy (Fig. 2).",
     "bench": "FLOPs and interleaved wall-clock of every method and the bare LLM; writes JSON + Markdown.",

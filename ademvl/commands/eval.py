@@ -13,9 +13,11 @@ from pathlib import Path
 DATASETS = ("scienceqa", "coco", "easyvqa", "llava_instruct")
 
 
-def add_model_arguments(parser) -> None:
-    """Options shared by `eval` and `generate`: which adapter, on which backbones, where."""
-    parser.add_argument("--checkpoint", required=True, metavar="DIR",
+def add_model_arguments(parser, checkpoint_default: str | None = None) -> None:
+    """Options shared by `eval`, `generate` and `serve`: which adapter, on which backbones, where.
+
+    `checkpoint_default` makes --checkpoint optional (`serve` defaults to the demo's adapter)."""
+    parser.add_argument("--checkpoint", required=checkpoint_default is None, default=checkpoint_default, metavar="DIR",
                         help="adapter directory written by save_adapter / training (ademvl_adapter.json + weights)")
     parser.add_argument("--llm", metavar="PATH", help="LLM path or hub id (if omitted: the one recorded in the adapter)")
     parser.add_argument("--vision", metavar="PATH",

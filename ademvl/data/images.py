@@ -16,7 +16,7 @@ from .example import VLExample
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageError", "load_image", "check_image", "filter_loadable"]
+__all__ = ["ImageError", "load_image", "check_image", "filter_loadable", "to_rgb"]
 
 
 class ImageError(ValueError):
@@ -37,12 +37,7 @@ def load_image(path, record_id=None) -> Image.Image:
         raise ImageError(f"image not found: {_where(path, record_id)}")
     try:
         with Image.open(path) as im:
-            im.load()
-            if im.mode == "P" and "transparency" in im.info:
-                im = im.convert("RGBA")
-            if im.mode in _WIDE_MODES or im.mode.startswith("I;16"):
-                im = to_8bit(im)
-            return im.convert("RGB")
+            return to_rgb(im)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"corrupt image: {_where(path, record_id)}: {msg}") from e
@@ -69,6 +64,17 @@ def to_8bit(im: Image.Image) -> Image.Image:
         raise ValueError(f"image holds non-finite values ({im.mode} mode)")
     scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))  # 2-D uint8 → "L"
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Decode an opened image into RGB: palette transparency through RGBA (as PIL asks), 16/32-bit
+    and float greyscale scaled by their real range (`to_8bit`)."""
+    im.load()
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in _WIDE_MODES or im.mode.startswith("I;16"):
+        im = to_8bit(im)
+    return im.convert("RGB")
 
 
 def check_image(path, record_id=None, decode: bool = False) -> None:

@@ -1,0 +1,149 @@
+"""The batching worker: one thread owns the model and runs every generation.
+
+`VLModel` keeps per-forward state, so two forwards at once are never run.
+Requests queue here instead; when the model is free, the worker takes the
+oldest request plus every queued one with the same sampling settings (greedy,
+or one temperature/top-p pair: HF's `generate` samples a whole batch alike),
+up to `max_batch`, waiting at most `batch_wait` seconds for company. The batch
+is left-padded by the evaluators' `GenerationCollator` and decoded by one
+`model.generate` call, as `ademvl eval` does.
+
+Per-request limits and streaming ride on one stopping criterion: after every
+step it hands each row its new token (`rows.Row`: decode, cut at a stop string,
+emit the visible growth as a streamed delta) and tells `generate` which rows are
+done (their own `max_tokens`, a stop string, EOS, a client gone); a done row's
+request is answered at once, while the rest of its batch goes on. A streamer
+would see the same tokens, but the criterion must look at every row each step
+anyway, so one hook does both. `generate` runs to the longest budget in the
+batch and stops as soon as every row is done.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from ..data.example import VLExample
+from ..evaluation.generation import GenerationCollator, generation_kwargs, model_device
+from .rows import Row
+
+logger = logging.getLogger(__name__)
+
+Event = tuple  # ("delta", text) | ("done", finish_reason, completion_tokens, content) | ("error", message)
+
+
+@dataclass(eq=False)  # jobs are compared by identity
+class Job:
+    """One request: its example, its limits, and where its events go (called from the worker thread)."""
+
+    example: VLExample
+    max_tokens: int
+    on_event: Callable[[Event], None]
+    stop: list[str] = field(default_factory=list)
+    sampling: tuple[float, float] | None = None  # (temperature, top_p); None = greedy
+    cancelled: bool = False
+
+
+class _RowsCriteria(StoppingCriteria):
+    def __init__(self, rows: list[Row]):
+        self.rows = rows
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        tokens = input_ids[:, -1].tolist()
+        return torch.tensor([row.step(t) for row, t in zip(self.rows, tokens)], device=input_ids.device)
+
+
+class BatchWorker:
+    """Queue of `Job`s served by one thread, `max_batch` requests per `model.generate` call."""
+
+    def __init__(self, model, tokenizer, image_processor, max_length: int, max_batch: int = 8,
+                 batch_wait: float = 0.005):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.collator = GenerationCollator.for_model(model, tokenizer, image_processor, max_length=max_length)
+        self.max_batch = max_batch
+        self.batch_wait = batch_wait
+        self.batch_sizes: Counter[int] = Counter()  # how many batches of each size ran (shown by /info)
+        self._pending: list[Job] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="ademvl-serve-worker", daemon=True)
+
+    def start(self) -> "BatchWorker":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Finish the batch in flight; requests still queued are told the server is going away."""
+        with self._cond:
+            self._stopping = True
+            left, self._pending = self._pending, []
+            self._cond.notify_all()
+        for job in left:
+            job.on_event(("error", "the server is shutting down"))
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            self._pending.append(job)
+            self._cond.notify()
+
+    def _take(self) -> list[Job]:
+        """The next batch (blocks until there is one); [] when stopping."""
+        with self._cond:
+            while not self._pending and not self._stopping:
+                self._cond.wait()
+            deadline = time.monotonic() + self.batch_wait
+            while len(self._pending) < self.max_batch and not self._stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            if self._stopping:
+                return []
+            key = self._pending[0].sampling
+            batch = [job for job in self._pending if job.sampling == key][: self.max_batch]
+            self._pending = [job for job in self._pending if job not in batch]
+            return batch
+
+    def _loop(self) -> None:
+        while batch := self._take():
+            batch = [job for job in batch if not job.cancelled]
+            if batch:
+                self._run(batch)
+
+    def _run(self, jobs: list[Job]) -> None:
+        rows: list[Row] = []
+        try:
+            self.batch_sizes[len(jobs)] += 1
+            inputs = self.collator([job.example for job in jobs])
+            device = model_device(self.model)
+            inputs = {key: value.to(device) for key, value in inputs.items()}
+            sampling = {}
+            if jobs[0].sampling is not None:
+                temperature, top_p = jobs[0].sampling
+                sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
+            kwargs = generation_kwargs(self.tokenizer, max(job.max_tokens for job in jobs), **sampling)
+            rows = [Row(self.tokenizer, job.max_tokens, job.stop, kwargs["eos_token_id"],
+                        emit=lambda text, job=job: job.on_event(("delta", text)),
+                        on_done=lambda row, job=job: job.on_event(
+                            ("done", row.finish_reason, row.completion_tokens, row.content)),
+                        cancelled=lambda job=job: job.cancelled) for job in jobs]
+            self.model.generate(**inputs, **kwargs, stopping_criteria=StoppingCriteriaList([_RowsCriteria(rows)]))
+            for row in rows:
+                row.finish("length")  # no-op for rows already done; the rest ran to the batch's budget
+        except Exception as error:  # the server keeps serving; the unfinished requests get the error
+            logger.exception("generation failed")
+            message = f"generation failed: {type(error).__name__}: {error}"
+            for i, job in enumerate(jobs):
+                if i >= len(rows) or not rows[i].finished:
+                    job.on_event(("error", message))

@@ -1,0 +1,184 @@
+"""The server's pieces without a server: conversation layout, per-row decoding, image checks."""
+import base64
+import io
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'ademvl[serve]'")
+
+from ademvl.serve.conversation import conversation_prompt  # noqa: E402
+from ademvl.serve.errors import RequestError  # noqa: E402
+from ademvl.serve.images import decode_image_url  # noqa: E402
+from ademvl.serve.rows import Row  # noqa: E402
+from ademvl.serve.schema import ChatRequest  # noqa: E402
+from tiny import tiny_tokenizer  # noqa: E402
+
+TEMPLATE = "Question: {prompt}\nAnswer:"
+
+
+def messages(*items):
+    return ChatRequest(model="m", messages=list(items)).messages
+
+
+def png_url(size=(8, 8), color=(255, 0, 0)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_one_question_is_the_training_prompt():
+    prompt, image = conversation_prompt(messages({"role": "user", "content": "what shape?"}), TEMPLATE)
+    assert prompt == "Question: what shape?\nAnswer:" and image is None
+
+
+def test_turns_are_laid_out_as_answered_questions():
+    url = png_url()
+    chat = messages(
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                     {"type": "text", "text": "what shape?"}]},
+        {"role": "assistant", "content": "circle"},
+        {"role": "user", "content": [{"type": "text", "text": "what colour?"}]},
+    )
+    prompt, image = conversation_prompt(chat, TEMPLATE)
+    assert prompt == "Be brief.\nQuestion: what shape?\nAnswer: circle\nQuestion: what colour?\nAnswer:"
+    assert image == (url, "messages.1.content.0.image_url")
+
+
+@pytest.mark.parametrize("chat, needle", [
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "last message must come from the user"),
+    ([{"role": "user", "content": "  "}], "no text to answer"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}},
+                                   {"type": "image_url", "image_url": {"url": "data:,"}},
+                                   {"type": "text", "text": "q"}]}], "one image per conversation, got 2"),
+])
+def test_conversations_that_cannot_be_laid_out(chat, needle):
+    with pytest.raises(RequestError, match=needle):
+        conversation_prompt(messages(*chat), TEMPLATE)
+
+
+def test_image_urls():
+    assert decode_image_url(png_url((5, 7))).size == (5, 7)
+    cases = [
+        ("http://example.com/a.png", "not fetched", {}),
+        ("data:image/png;base64,@@@", "invalid base64", {}),
+        ("data:image/png;base64," + base64.b64encode(b"not an image").decode(), "corrupt or unsupported image", {}),
+        ("data:image/png," + "abc", "must be base64", {}),
+        (png_url((64, 64)), "image too large: 64x64 pixels", {"max_pixels": 1000}),
+        (png_url((64, 64)), "image too large: about", {"max_bytes": 10}),
+    ]
+    for url, needle, limits in cases:
+        with pytest.raises(RequestError, match=needle) as caught:
+            decode_image_url(url, param="messages.0.content.0.image_url", **limits)
+        assert caught.value.param == "messages.0.content.0.image_url"
+        assert caught.value.message.startswith("messages.0.content.0.image_url: ")
+
+
+def feed(row: Row, tokenizer, text: str) -> list[str]:
+    """Give `row` the tokens of `text` one at a time; the deltas it emitted."""
+    for token in tokenizer(text, add_special_tokens=False)["input_ids"]:
+        if row.step(token):
+            break
+    row.finish("length")
+    return row.deltas
+
+
+def make_row(tokenizer, max_tokens=50, stop=()):
+    deltas = []
+    row = Row(tokenizer, max_tokens, list(stop), tokenizer.eos_token_id, emit=deltas.append)
+    row.deltas = deltas
+    return row
+
+
+def test_row_streams_deltas_that_add_up_to_the_stripped_answer():
+    tok = tiny_tokenizer()
+    row = make_row(tok)
+    deltas = feed(row, tok, " The answer is A. ")
+    assert "".join(deltas) == row.content == "The answer is A."
+    assert len(deltas) > 3 and row.finish_reason == "length"
+
+
+def test_row_cuts_at_a_stop_string_and_never_streams_a_part_of_it():
+    tok = tiny_tokenizer()
+    row = make_row(tok, stop=["is A", "zz"])
+    deltas = feed(row, tok, " The answer is A. Context")
+    assert row.content == "The answer" and "".join(deltas) == "The answer" and row.finish_reason == "stop"
+    assert row.completion_tokens < len(tok(" The answer is A. Context", add_special_tokens=False)["input_ids"])
+
+
+def test_row_budget_and_eos():
+    tok = tiny_tokenizer()
+    ids = tok(" The answer is A.", add_special_tokens=False)["input_ids"]
+    row = make_row(tok, max_tokens=2)
+    assert not row.step(ids[0]) and row.step(ids[1]) and row.finish_reason == "length"
+    assert row.content == tok.decode(ids[:2]).strip() and row.completion_tokens == 2
+    row = make_row(tok)
+    assert not row.step(ids[0]) and row.step(tok.eos_token_id)
+    assert row.finish_reason == "stop" and row.completion_tokens == 2 and row.content == tok.decode(ids[:1]).strip()
+
+
+def test_worker_batches_answers_early_and_survives_a_failed_batch(tmp_path):
+    """Real tiny model: a batch of a short and a long request; then a batch that cannot run, then one that can."""
+    import threading
+
+    from ademvl.data.example import VLExample
+    from ademvl.integrations import AdemVLChat
+    from ademvl.serve.worker import BatchWorker, Job
+    from tiny import write_image
+    from tiny_eval import make_checkpoint
+
+    chat = AdemVLChat.from_checkpoint(make_checkpoint(tmp_path), device="cpu")
+    image = Image.open(write_image(tmp_path / "red.png", (255, 0, 0)))
+    events, finished = [], threading.Semaphore(0)
+
+    def job(name, prompt, max_tokens, picture=image):
+        def on_event(event):
+            events.append((name, event))
+            if event[0] in ("done", "error"):
+                finished.release()
+        return Job(example=VLExample(id=name, prompt=prompt, answer="", image=picture), max_tokens=max_tokens,
+                   on_event=on_event)
+
+    worker = BatchWorker(chat.model, chat.tokenizer, chat.image_processor, max_length=128, max_batch=4,
+                         batch_wait=0.5)
+    worker.submit(job("short", "Answer: red", 1))
+    worker.submit(job("long", "The answer is", 8))
+    worker.start()
+    try:
+        for _ in range(2):
+            assert finished.acquire(timeout=60)
+        worker.submit(job("broken", "Answer:", 4, picture=str(tmp_path / "missing.png")))
+        assert finished.acquire(timeout=60)
+        worker.submit(job("after", "Answer: red", 3))
+        assert finished.acquire(timeout=60)
+    finally:
+        worker.stop()
+    done = {name: event for name, event in events if event[0] in ("done", "error")}
+    assert done["short"][3] == chat.answer(image, "Answer: red", max_new_tokens=1)
+    assert done["long"][3] == chat.answer(image, "The answer is", max_new_tokens=8)
+    assert done["after"][3] == chat.answer(image, "Answer: red", max_new_tokens=3)
+    assert done["broken"][0] == "error" and "missing.png" in done["broken"][1]
+    assert dict(worker.batch_sizes) == {2: 1, 1: 2}
+    order = [name for name, event in events if event[0] == "done"]
+    assert done["long"][2] > 1 and order.index("short") < order.index("long")  # answered before the batch ended
+
+
+def one_line_error(capsys, argv, needle):
+    from ademvl.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ademvl serve: error:") and needle in err, err
+
+
+def test_cli_option_errors_are_one_line(capsys, tmp_path):
+    import socket
+
+    one_line_error(capsys, ["serve", "--max-batch", "0"], "--max-batch must be at least 1")
+    one_line_error(capsys, ["serve", "--checkpoint", str(tmp_path / "none")], "checkpoint directory not found")
+    one_line_error(capsys, ["serve", "--checkpoint", "runs/demo/ademvl/adapter", "--max-tokens", "0"], "--max-tokens")
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        one_line_error(capsys, ["serve", "--checkpoint", str(tmp_path), "--port", str(port)],
+                       f"cannot listen on 127.0.0.1:{port}")
