@@ -47,6 +47,7 @@ def adapter_config(model) -> dict:
         "llm_name_or_path": model.config.llm_name_or_path,
         "vision_name_or_path": model.config.vision_name_or_path,
         "prompt_template": getattr(model.config, "prompt_template", None),
+        "official": getattr(model.config, "official", None),
     }
 
 

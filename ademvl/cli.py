@@ -15,6 +15,7 @@ COMMANDS = {
     "viz": "Draw per-scale maps of the visual features each text token attended and kept (Fig. 3).",
     "sweep": "Train and evaluate a recipe over alpha/beta/gamma values and plot accuracy (Fig. 2).",
     "bench": "FLOPs and interleaved wall-clock of every method and the bare LLM; writes JSON + Markdown.",
+    "convert": "Turn the official ADEM-VL release (checkpoints, Meta-layout LLaMA) into what the library loads.",
 }
 
 

@@ -2,6 +2,8 @@
 
 Training batches are right-padded; generation batches are left-padded (so that
 every row's next token is at the end), with each image slot shifted to match.
+A model set to the official ADEM-VL layout (`model.config.official`) gets it from
+`for_model`, with the official image preprocessing in place of the given processor.
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from .prompting import IGNORE_INDEX, encode_sample
 
 class VLCollator:
     def __init__(self, tokenizer, image_processor, num_visual_tokens: int, max_length: int = 512,
-                 for_generation: bool = False, num_prefix_tokens: int = 0):
+                 for_generation: bool = False, num_prefix_tokens: int = 0, layout: str = "library"):
         self.tokenizer = tokenizer
+        self.layout = layout
         self.image_processor = image_processor
         self.num_visual_tokens = num_visual_tokens
         self.num_prefix_tokens = num_prefix_tokens
@@ -25,7 +28,15 @@ class VLCollator:
 
     @classmethod
     def for_model(cls, model, tokenizer, image_processor, **kwargs):
-        """A collator with the placeholders `model`'s method needs (visual tokens, prefix)."""
+        """A collator with the placeholders `model`'s method needs (visual tokens, prefix), and for a
+        model set to the official layout, that layout and the official preprocessing (what it was
+        trained with, whatever processor is passed)."""
+        from .official import official_image_processor, official_task
+
+        task = official_task(model)
+        if task is not None:
+            image_processor = official_image_processor(task, model.vision.config.image_size)
+            kwargs.setdefault("layout", "official")
         return cls(tokenizer, image_processor, model.method.num_input_tokens,
                    num_prefix_tokens=model.method.num_prefix_tokens, **kwargs)
 
@@ -42,7 +53,8 @@ class VLCollator:
     def __call__(self, examples: list[VLExample]) -> dict[str, torch.Tensor]:
         encoded = [
             encode_sample(self.tokenizer, ex.prompt, None if self.for_generation else ex.answer,
-                          ex.has_image, self.num_visual_tokens, self.max_length, self.num_prefix_tokens)
+                          ex.has_image, self.num_visual_tokens, self.max_length, self.num_prefix_tokens,
+                          layout=self.layout)
             for ex in examples
         ]
         width = max(len(e.input_ids) for e in encoded)

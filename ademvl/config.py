@@ -85,6 +85,9 @@ class VLConfig(PreTrainedConfig):
             so a saved adapter can find them again.
         prompt_template: how training wrapped a bare question ("{prompt}" marks it),
             so `generate`, `viz` and the harness adapters ask in the shape the model learnt.
+        official: None for the library's own layout; else the official ADEM-VL task
+            ("scienceqa", "caption", "instruction") whose preprocessing, prompt layout and
+            evaluation protocol the model expects (`ademvl.official`): converted checkpoints.
     """
 
     model_type = "ademvl"
@@ -100,4 +103,5 @@ class VLConfig(PreTrainedConfig):
     llm_name_or_path: str | None = None
     vision_name_or_path: str | None = None
     prompt_template: str | None = None
+    official: str | None = None
     tie_word_embeddings: bool = False

@@ -321,4 +321,5 @@ class VLModel(PreTrainedModel, GenerationMixin):
             raise AdapterError(f"adapter '{directory}' does not record its backbones: pass llm= and vision=")
         model = cls.from_backbones(llm, vision, method=saved["method"], method_config=saved["method_config"], dtype=dtype)
         model.config.prompt_template = saved.get("prompt_template")
+        model.config.official = saved.get("official")
         return model.load_adapter(directory).eval()  # loaded for use, as from_pretrained: dropout off

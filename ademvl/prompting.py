@@ -8,6 +8,15 @@ the method's visual embeddings over them (`image_slot` = first position). Method
 with a modality token (LaVIN, Bottleneck Adapter) have one more placeholder, the
 prefix, before [bos]: the first real token of every sample.
 Labels are -100 everywhere except on the answer and EOS.
+
+`layout="official"` is the official ADEM-VL code's layout (`ademvl.official`), for its
+released checkpoints: no "\n" after the image prefix, prompt and answer joined with
+nothing between them and tokenised together (the answer's labels start after the
+prompt's own tokens), and without a [cls] token no image prefix at all:
+
+    image sample:      [bos] "Image: " <cls> prompt+answer [eos]
+    text-only sample:  [bos] "Image: N/A" prompt+answer [eos]
+    use_cls=False:     [bos] prompt+answer [eos]
 """
 from __future__ import annotations
 
@@ -17,6 +26,7 @@ IMAGE_PREFIX = "Image: "
 NO_IMAGE_PREFIX = "Image: N/A"
 SEPARATOR = "\n"
 IGNORE_INDEX = -100
+LAYOUTS = ("library", "official")
 
 
 @dataclass
@@ -46,12 +56,17 @@ def encode_sample(
     num_visual_tokens: int,
     max_length: int | None = None,
     num_prefix_tokens: int = 0,
+    layout: str = "library",
 ) -> EncodedSample:
     """Token ids, labels and image slot of one sample; `answer=None` for a generation prompt."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown prompt layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     ids: list[int] = [placeholder_id(tokenizer)] * num_prefix_tokens
     if tokenizer.bos_token_id is not None:
         ids.append(tokenizer.bos_token_id)
     slot = -1
+    if layout == "official":
+        return _official(tokenizer, ids, prompt, answer, has_image, num_visual_tokens, max_length)
     if has_image:
         ids += _ids(tokenizer, IMAGE_PREFIX)
         if num_visual_tokens:
@@ -59,13 +74,19 @@ def encode_sample(
             ids += [placeholder_id(tokenizer)] * num_visual_tokens
     else:
         ids += _ids(tokenizer, NO_IMAGE_PREFIX)
-    head = len(ids)
     prompt_ids = _ids(tokenizer, SEPARATOR + prompt)
     answer_ids: list[int] = []
     if answer is not None:
         answer_ids = _ids(tokenizer, " " + answer) if answer else []
         if tokenizer.eos_token_id is not None:
             answer_ids.append(tokenizer.eos_token_id)
+    return _finish(ids, prompt_ids, answer_ids, slot, max_length)
+
+
+def _finish(ids: list[int], prompt_ids: list[int], answer_ids: list[int], slot: int,
+            max_length: int | None) -> EncodedSample:
+    """Head + prompt + answer, the prompt's beginning cut if the whole is longer than `max_length`."""
+    head = len(ids)
     if max_length is not None and head + len(prompt_ids) + len(answer_ids) > max_length:
         # Keep the image prefix and the answer; cut the prompt's beginning (the question sits at its end).
         from transformers.utils import logging as hf_logging
@@ -76,6 +97,29 @@ def encode_sample(
         room = max(max_length - head - len(answer_ids), 0)
         prompt_ids = prompt_ids[len(prompt_ids) - room:] if room else []
         answer_ids = answer_ids[: max_length - head - len(prompt_ids)]
-    ids += prompt_ids
+    ids = ids + prompt_ids
     labels = [IGNORE_INDEX] * len(ids) + answer_ids
     return EncodedSample(input_ids=ids + answer_ids, labels=labels, image_slot=slot)
+
+
+def _official(tokenizer, ids: list[int], prompt: str, answer: str | None, has_image: bool,
+              num_visual_tokens: int, max_length: int | None) -> EncodedSample:
+    """The official layout (module docstring): the prefix only with a [cls] token; prompt+answer
+    tokenised as one text, as the official `tokenize(prompt, answer)` does."""
+    slot = -1
+    if num_visual_tokens:
+        if has_image:
+            ids = ids + _ids(tokenizer, IMAGE_PREFIX)
+            slot = len(ids)
+            ids += [placeholder_id(tokenizer)] * num_visual_tokens
+        else:
+            ids = ids + _ids(tokenizer, NO_IMAGE_PREFIX)
+    prompt_ids = _ids(tokenizer, prompt)
+    answer_ids: list[int] = []
+    if answer is not None:
+        joint = _ids(tokenizer, prompt + answer)
+        # The official labels start after as many tokens as the prompt alone has.
+        prompt_ids, answer_ids = joint[:len(prompt_ids)], joint[len(prompt_ids):]
+        if tokenizer.eos_token_id is not None:
+            answer_ids.append(tokenizer.eos_token_id)
+    return _finish(ids, prompt_ids, answer_ids, slot, max_length)

@@ -19,9 +19,9 @@ class GenerationCollator(VLCollator):
     (what harnesses hand over), besides a file path. `max_length`: see `ademvl.context.prompt_token_limit`."""
 
     def __init__(self, tokenizer, image_processor, num_visual_tokens: int, max_length: int | None = None,
-                 num_prefix_tokens: int = 0):
+                 num_prefix_tokens: int = 0, layout: str = "library"):
         super().__init__(tokenizer, image_processor, num_visual_tokens, max_length, for_generation=True,
-                         num_prefix_tokens=num_prefix_tokens)
+                         num_prefix_tokens=num_prefix_tokens, layout=layout)
 
     def pixels(self, examples: list[VLExample]) -> torch.Tensor | None:
         images = {}
