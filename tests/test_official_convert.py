@@ -178,3 +178,80 @@ def test_the_adapter_records_the_task_and_caption_statistics(world, tmp_path):
     _, _, image_processor = load_for_eval(out, device="cpu")
     assert image_processor.image_mean == pytest.approx([0.48145466, 0.4578275, 0.40821073])
     assert image_processor.do_center_crop is False
+
+
+SQA = {
+    "1": {"question": "Which animal is a mammal?", "choices": ["frog", "dog", "eel"], "answer": 1, "hint": "",
+          "image": "image.png", "subject": "natural science", "grade": "grade3", "split": "test"},
+    "2": {"question": "What is the capital of France?", "choices": ["Paris", "Rome"], "answer": 0,
+          "hint": "The map shows Europe.", "image": None, "subject": "social science", "grade": "grade8",
+          "split": "test"},
+    "3": {"question": "Which word is a noun?", "choices": ["run", "quickly", "table", "blue", "soft"], "answer": 4,
+          "hint": "", "image": None, "subject": "language science", "grade": "grade2", "split": "test"},
+}
+
+
+def _sqa(root, captions=True):
+    import json
+
+    root.mkdir(parents=True)
+    (root / "problems.json").write_text(json.dumps(SQA))
+    (root / "pid_splits.json").write_text(json.dumps({"test": list(SQA)}))
+    if captions:
+        (root / "captions.json").write_text(json.dumps({"captions": {"1": "A dog on grass."}}))
+    pixels = np.random.default_rng(5).integers(0, 256, (30, 44, 3), dtype=np.uint8)
+    (root / "images" / "test" / "1").mkdir(parents=True)
+    Image.fromarray(pixels).save(root / "images" / "test" / "1" / "image.png")
+    return root
+
+
+@pytest.fixture
+def sqa_adapter(world, tmp_path):
+    args = official_args()
+    return convert_official(write_official_checkpoint(tmp_path / "c.pth", official_adapters(args), args),
+                            world["llm_dir"], world["vision_dir"], tmp_path / "adapter")
+
+
+def test_eval_follows_the_official_scienceqa_protocol(sqa_adapter, tmp_path, monkeypatch, capsys):
+    import json
+
+    from ademvl.evaluation import generation
+
+    seen = {}
+
+    def fake_generate(model, tokenizer, image_processor, examples, max_new_tokens, **kwargs):
+        seen.update(prompts={ex.id: ex.prompt for ex in examples}, max_new_tokens=max_new_tokens,
+                    layout=GenerationCollator.for_model(model, tokenizer, image_processor).layout)
+        return {"1": "B", "2": "The", "3": "E"}  # right; wrong (first capital T); right
+
+    monkeypatch.setattr(generation, "generate_answers", fake_generate)
+    sqa = _sqa(tmp_path / "sqa")
+    code = main(["eval", "--checkpoint", str(sqa_adapter), "--dataset", "scienceqa", "--data-root", str(sqa),
+                 "--device", "cpu", "--no-progress", "--output", str(tmp_path / "out.json")])
+    assert code == 0, capsys.readouterr().err
+    assert seen["max_new_tokens"] == 1 and seen["layout"] == "official"
+    assert seen["prompts"]["1"] == ("Question: Which animal is a mammal?\nContext: A dog on grass.\n"
+                                    "Options: (A) frog (B) dog (C) eel\nResponse:The answer is")
+    assert seen["prompts"]["2"].startswith("Question: What is the capital of France?\nContext: The map shows Europe.")
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["official"] is True and result["metrics"]["Average"] == pytest.approx(66.67)
+    assert [p["parsed"] for p in result["predictions"]] == ["B", None, "E"]
+
+
+def test_eval_runs_the_converted_model_one_token_per_problem(sqa_adapter, tmp_path, capsys):
+    import json
+
+    sqa = _sqa(tmp_path / "sqa")
+    code = main(["eval", "--checkpoint", str(sqa_adapter), "--dataset", "scienceqa", "--data-root", str(sqa),
+                 "--device", "cpu", "--no-progress", "--output", str(tmp_path / "out.json")])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["generation"]["max_new_tokens"] == 1 and len(result["predictions"]) == 3
+
+
+def test_official_scienceqa_without_captions_is_named(sqa_adapter, tmp_path, capsys):
+    sqa = _sqa(tmp_path / "sqa", captions=False)
+    code = main(["eval", "--checkpoint", str(sqa_adapter), "--dataset", "scienceqa", "--data-root", str(sqa),
+                 "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "captions.json not found" in err and len(err.splitlines()) == 1

@@ -114,9 +114,9 @@ def convert_llama(input_dir, output, script=None, python=None, model_size: str |
         stage.mkdir()
         for name, path in files.items():  # what the script expects in one --input_dir
             os.symlink(Path(path).resolve(), stage / name)
+        # Only the options every version of the script has (--safe_serialization changed type across them).
         run = subprocess.run([*command, "--input_dir", str(stage), "--model_size", model_size,
-                              "--output_dir", str(result), "--safe_serialization", "True"],
-                             capture_output=True, text=True)
+                              "--output_dir", str(result)], capture_output=True, text=True)
         if run.returncode != 0:
             raise LlamaConversionError(f"transformers' conversion script failed: {_last_line(run.stderr or run.stdout)}")
         if not (result / "config.json").is_file():
