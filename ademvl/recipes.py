@@ -32,6 +32,7 @@ class ModelSection:
     quantization: str | None = None  # frozen LLM linears in 4bit/8bit (bitsandbytes, GPU), e.g. Bottleneck Adapter
     tokenizer: str | None = None  # default: the llm path
     image_processor: str | None = None  # default: the vision path
+    official: bool = False  # the official ADEM-VL code's preprocessing + prompt layout (ademvl.official), recorded
 
 
 @dataclass
