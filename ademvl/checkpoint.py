@@ -59,6 +59,7 @@ def adapter_config(model) -> dict:
         "vision_name_or_path": model.config.vision_name_or_path,
         "prompt_template": getattr(model.config, "prompt_template", None),
         "prompt_layout": getattr(model.config, "prompt_layout", None) or "plain",
+        "official": getattr(model.config, "official", None),
     }
 
 

@@ -17,6 +17,7 @@ COMMANDS = {
     "sweep": "Train and evaluate a recipe over alpha/beta/gamma values and plot accuracy (Fig. 2).",
     "bench": "FLOPs and interleaved wall-clock of every method and the bare LLM; writes JSON + Markdown.",
     "export": "Export an adapter to another format: LLaVA-LoRA's LoRA layers as a peft adapter (and merged).",
+    "convert": "Turn the official ADEM-VL release (checkpoints, Meta-layout LLaMA) into what the library loads.",
 }
 
 

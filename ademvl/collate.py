@@ -2,6 +2,8 @@
 
 Training batches are right-padded; generation batches are left-padded (so that
 every row's next token is at the end), with each image slot shifted to match.
+A model set to the official ADEM-VL layout (`model.config.official`) gets it from
+`for_model`, with the official image preprocessing in place of the given processor.
 """
 from __future__ import annotations
 
@@ -10,6 +12,16 @@ import torch
 from .data.example import VLExample
 from .data.images import load_image
 from .prompting import IGNORE_INDEX, encode_sample
+
+
+def prompt_layout_of(model) -> str:
+    """The layout `model` was trained with: "official" for a converted official checkpoint,
+    else the one its config records ("plain" or "chat")."""
+    from .official import official_task
+
+    if official_task(model) is not None:
+        return "official"
+    return getattr(model.config, "prompt_layout", None) or "plain"
 
 
 class VLCollator:
@@ -27,10 +39,16 @@ class VLCollator:
     @classmethod
     def for_model(cls, model, tokenizer, image_processor, **kwargs):
         """A collator with the placeholders `model`'s method needs (visual tokens, prefix) and the
-        prompt layout it was trained with."""
+        prompt layout it was trained with; for a converted official checkpoint, the official layout
+        and the official preprocessing (whatever processor is passed)."""
+        from .official import official_image_processor, official_task
+
+        task = official_task(model)
+        if task is not None:
+            image_processor = official_image_processor(task, model.vision.config.image_size)
+        kwargs.setdefault("prompt_layout", prompt_layout_of(model))
         return cls(tokenizer, image_processor, model.method.num_input_tokens,
-                   num_prefix_tokens=model.method.num_prefix_tokens,
-                   prompt_layout=getattr(model.config, "prompt_layout", None) or "plain", **kwargs)
+                   num_prefix_tokens=model.method.num_prefix_tokens, **kwargs)
 
     def pixels(self, examples: list[VLExample]) -> torch.Tensor | None:
         """One processed image per row; text-only rows get a blank image of the same shape."""

@@ -87,6 +87,9 @@ class VLConfig(PreTrainedConfig):
             (through the LLM's chat template); training and generation use the same.
         prompt_template: how training wrapped a bare question ("{prompt}" marks it),
             so `generate`, `viz` and the harness adapters ask in the shape the model learnt.
+        official: None for the library's own layout; else the official ADEM-VL task
+            ("scienceqa", "caption", "instruction") whose preprocessing, prompt layout and
+            evaluation protocol the model expects (`ademvl.official`): converted checkpoints.
     """
 
     model_type = "ademvl"
@@ -103,4 +106,5 @@ class VLConfig(PreTrainedConfig):
     vision_name_or_path: str | None = None
     prompt_template: str | None = None
     prompt_layout: str = "plain"
+    official: str | None = None
     tie_word_embeddings: bool = False

@@ -27,7 +27,8 @@ class Projector(nn.Module):
 class ParallelAdapter(nn.Module):
     """s·fc2(dropout(gelu(fc1(z)))): added beside a vision block's MLP.
 
-    fc2 starts at zero, so the tower's output is unchanged at initialisation.
+    fc2 starts at zero, so the tower's output is unchanged at initialisation; fc1 keeps
+    PyTorch's default `nn.Linear` init (kaiming-uniform, a=√5), as the official code does.
     """
 
     def __init__(self, dim: int, bottleneck: int = 12, scale: float = 0.1, dropout: float = 0.1):
@@ -39,7 +40,7 @@ class ParallelAdapter(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.fc1.weight)
+        self.fc1.reset_parameters()  # PyTorch's default, which the official adapter keeps
         nn.init.zeros_(self.fc2.weight)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

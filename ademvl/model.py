@@ -338,4 +338,5 @@ class VLModel(PreTrainedModel, GenerationMixin):
                                    dtype=dtype, quantization=quantization)
         model.config.prompt_template = saved.get("prompt_template")
         model.config.prompt_layout = saved.get("prompt_layout") or "plain"
+        model.config.official = saved.get("official")
         return model.load_adapter(directory).eval()  # loaded for use, as from_pretrained: dropout off

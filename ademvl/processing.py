@@ -34,13 +34,14 @@ class VLProcessor(ProcessorMixin):
     @classmethod
     def for_model(cls, model, tokenizer, image_processor) -> "VLProcessor":
         """The processor matching `model`'s method, prompt template and context length."""
+        from .collate import prompt_layout_of
         from .context import prompt_token_limit
 
         return cls(image_processor, tokenizer, num_visual_tokens=model.method.num_input_tokens,
                    num_prefix_tokens=model.method.num_prefix_tokens,
                    prompt_template=getattr(model.config, "prompt_template", None),
                    max_length=prompt_token_limit(model),
-                   prompt_layout=getattr(model.config, "prompt_layout", None) or "plain")
+                   prompt_layout=prompt_layout_of(model))
 
     def __call__(self, images=None, text=None, return_tensors: str = "pt", **kwargs) -> BatchFeature:
         """One row per prompt; `images` gives one PIL image (or None: text-only) per prompt."""

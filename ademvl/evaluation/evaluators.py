@@ -7,12 +7,14 @@ inspected without rerunning the model. Generation goes through the module-level
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
 from ..checkpoint import atomic_write_json
 from ..data import format_scienceqa_table, parse_answer_letter, score_captions, score_exact_match, scienceqa_table
 from ..data.easyvqa import normalize_answer
+from ..official import protocol
 from . import generation
 from .journal import PredictionJournal
 
@@ -27,13 +29,14 @@ def _generate(model, tokenizer, image_processor, examples, batch_size, max_new_t
                                        **gen_kwargs)
 
 
-def scienceqa_records(answers: dict[str, str], examples) -> tuple[dict, list[dict]]:
-    """Paper table and one record per problem (id, generated text, parsed letter, correct letter, correct?)."""
+def scienceqa_records(answers: dict[str, str], examples, parse=parse_answer_letter) -> tuple[dict, list[dict]]:
+    """Paper table and one record per problem (id, generated text, parsed letter, correct letter, correct?).
+    `parse(text, n_choices)`: the library's parser, or the official one (`ademvl.official.protocol`)."""
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     parsed, records = {}, []
     for ex in examples:
         text = answers.get(ex.id, "")
-        index = parse_answer_letter(text, len(ex.meta["choices"]))
+        index = parse(text, len(ex.meta["choices"]))
         parsed[ex.id] = index
         records.append({
             "id": ex.id,
@@ -45,8 +48,8 @@ def scienceqa_records(answers: dict[str, str], examples) -> tuple[dict, list[dic
     return scienceqa_table(parsed, examples), records
 
 
-def evaluate_scienceqa(answers, examples) -> dict:
-    table, records = scienceqa_records(answers, examples)
+def evaluate_scienceqa(answers, examples, parse=parse_answer_letter) -> dict:
+    table, records = scienceqa_records(answers, examples, parse)
     return {"metrics": table, "predictions": records, "table": format_scienceqa_table(table)}
 
 
@@ -95,7 +98,7 @@ def journal_settings(dataset_name: str, max_new_tokens: int | None, gen_kwargs: 
 def evaluate(model, tokenizer, image_processor, dataset_name: str, examples, batch_size: int = 8,
              max_new_tokens: int | None = None, progress: bool = True, output: str | Path | None = None,
              resume: bool = False, journal: PredictionJournal | None = None, settings: dict | None = None,
-             **gen_kwargs) -> dict:
+             official: bool | None = None, **gen_kwargs) -> dict:
     """Generate an answer for every example of `dataset_name`, score them, optionally save JSON.
 
     Returns ``{"dataset", "n", "metrics", "predictions", "generation"}`` (+ ``"table"``,
@@ -104,12 +107,23 @@ def evaluate(model, tokenizer, image_processor, dataset_name: str, examples, bat
     at the end; `resume=True` reuses the predictions an interrupted run left there.
     `journal`: one already opened (the CLI opens it before loading the model). `settings`: what else
     the predictions depend on (e.g. which model), recorded in the journal and checked on resume.
+    `official`: follow the official protocol (`ademvl.official.protocol`: ScienceQA's one token after
+    "The answer is", COCO's "a picture of"); None: when the model is in an official layout.
     """
     if dataset_name not in SCORERS:
         raise ValueError(f"unknown dataset {dataset_name!r}; available: {', '.join(sorted(SCORERS))}")
     examples = list(examples)
     if not examples:
         raise ValueError(f"no {dataset_name} examples to evaluate")
+    if official is None:
+        official = getattr(getattr(model, "config", None), "official", None) is not None
+    scorer = SCORERS[dataset_name]
+    if official:
+        examples = protocol.prepare_examples(dataset_name, examples)
+        max_new_tokens = max_new_tokens or protocol.MAX_NEW_TOKENS.get(dataset_name)
+        if dataset_name == "scienceqa":
+            scorer = functools.partial(evaluate_scienceqa, parse=protocol.parse_official_letter)
+        settings = {**(settings or {}), "official": True}
     if max_new_tokens is None:
         max_new_tokens = DEFAULT_MAX_NEW_TOKENS[dataset_name]
     if journal is None and output is not None:
@@ -121,7 +135,9 @@ def evaluate(model, tokenizer, image_processor, dataset_name: str, examples, bat
     if todo:
         answers.update(_generate(model, tokenizer, image_processor, todo, batch_size, max_new_tokens, progress,
                                  gen_kwargs, on_batch=journal.add if journal is not None else None))
-    result = {"dataset": dataset_name, "n": len(examples), **SCORERS[dataset_name](answers, examples),
+    if official:
+        answers = protocol.postprocess(dataset_name, answers)
+    result = {"dataset": dataset_name, "n": len(examples), **scorer(answers, examples), "official": bool(official),
               "generation": {"max_new_tokens": max_new_tokens, "batch_size": batch_size,
                              **{k: v for k, v in gen_kwargs.items() if v is not None}}}
     if output is not None:

@@ -57,28 +57,40 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def load_for_eval(checkpoint: str | os.PathLike, llm=None, vision=None, tokenizer=None, image_processor=None,
-                  device: str | None = "auto", dtype=None, quantization: str | None = None):
+                  device: str | None = "auto", dtype=None, quantization: str | None = None,
+                  official: str | bool | None = None):
     """`(model, tokenizer, image_processor)` from an adapter directory or Hub id, model in eval mode.
 
     `llm` / `vision` override the backbone paths recorded in the adapter (e.g. on
     another machine); `tokenizer` / `image_processor` default to those backbone paths.
     `quantization="4bit"|"8bit"`: the frozen LLM through bitsandbytes on the GPU (placed there
     by the loader; refused in one line without CUDA).
+    `official`: None keeps the layout the adapter records (`ademvl.official`); False switches
+    to the library's; a task name ("scienceqa", "caption", "instruction") to that official one.
+    A model in an official layout gets the official image processor (`image_processor` unused).
     """
     from ..checkpoint import read_adapter_config
     from ..hub import resolve_adapter
     from ..loading import quantization_config
     from ..model import VLModel
+    from ..official import check_task, official_image_processor
 
     quantization_config(quantization)  # refuse early, before anything loads
     checkpoint = resolve_adapter(checkpoint)
     saved = read_adapter_config(checkpoint)
+    task = saved.get("official") if official is None else (official or None)
+    if task is not None:
+        check_task(task)
     # Tokenizer and image processor first: they are cheap, and a missing one should fail before the backbones load.
     tok = load_tokenizer(tokenizer or (llm if isinstance(llm, (str, os.PathLike)) else None)
                          or saved.get("llm_name_or_path"))
-    processor = load_image_processor(image_processor or (vision if isinstance(vision, (str, os.PathLike)) else None)
-                                     or saved.get("vision_name_or_path"))
+    processor = None if task is not None else load_image_processor(
+        image_processor or (vision if isinstance(vision, (str, os.PathLike)) else None)
+        or saved.get("vision_name_or_path"))
     model = VLModel.from_adapter(checkpoint, llm=llm, vision=vision, dtype=dtype, quantization=quantization)
+    model.config.official = task
+    if task is not None:
+        processor = official_image_processor(task, model.vision.config.image_size)
     if quantization is None:  # a quantized LLM is already on its GPU; bitsandbytes weights do not move
         model.to(resolve_device(device))
     else:  # the rest joins the LLM's GPU

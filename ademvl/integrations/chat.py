@@ -20,6 +20,7 @@ from ..data.images import load_image
 from ..data.llava_instruct import QUESTION_TEMPLATE as LLAVA_QUESTION_TEMPLATE
 from ..context import prompt_token_limit
 from ..evaluation.generation import GenerationCollator, generate_batch, model_device
+from ..collate import prompt_layout_of
 from ..prompting import encode_sample
 
 DEFAULT_TEMPLATE = "{prompt}"
@@ -119,7 +120,7 @@ class AdemVLChat:
         encoded = encode_sample(self.tokenizer, example.prompt, None, example.has_image,
                                 self.model.method.num_input_tokens, limit,
                                 num_prefix_tokens=self.model.method.num_prefix_tokens,
-                                prompt_layout=getattr(self.model.config, "prompt_layout", None) or "plain")
+                                prompt_layout=prompt_layout_of(self.model))
         ids = torch.tensor([encoded.input_ids + target], device=model_device(self.model))
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
                  "has_image": torch.tensor([int(example.has_image)], device=ids.device),

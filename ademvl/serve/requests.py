@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from fastapi.exceptions import RequestValidationError
 
 from ..data.example import VLExample
+from ..collate import prompt_layout_of
 from ..prompting import encode_sample
 from .conversation import conversation_prompt
 from .errors import RequestError
@@ -73,8 +74,7 @@ def prepare(req: ChatRequest, chat, settings: ServeSettings, context: int) -> Pr
     prompt_tokens = len(encode_sample(chat.tokenizer, prompt, None, example.has_image,
                                       chat.model.method.num_input_tokens,
                                       num_prefix_tokens=chat.model.method.num_prefix_tokens,
-                                      prompt_layout=getattr(chat.model.config, "prompt_layout", None) or "plain"
-                                      ).input_ids)
+                                      prompt_layout=prompt_layout_of(chat.model)).input_ids)
     asked = req.requested_max_tokens()
     max_tokens = asked if asked is not None else min(settings.max_tokens, context - prompt_tokens)
     if prompt_tokens + max(max_tokens, 1) > context:

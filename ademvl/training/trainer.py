@@ -105,6 +105,13 @@ def build_model(recipe: Recipe):
             p.data = p.data.float()
     model.config.prompt_template = data_mod.question_template(recipe.data)
     model.config.prompt_layout = m.prompt_layout
+    if m.official:  # the official layout and preprocessing (the collator takes them from the config)
+        from ..official import OFFICIAL_TASKS, task_for_dataset
+
+        if m.method != "ademvl":
+            raise ValueError(f"model.official is the official ADEM-VL layout: it needs method ademvl, not {m.method}")
+        model.config.official = task_for_dataset(recipe.data.dataset)
+        model.config.prompt_template = OFFICIAL_TASKS[model.config.official].prompt_template
     return model
 
 

@@ -1,0 +1,157 @@
+"""An official ADEM-VL checkpoint → a library adapter directory (`ademvl convert official`).
+
+Every official key has exactly one library parameter (none needs a transpose or a
+permutation: no adapter weight touches the attention projections that the LLaMA
+conversion permutes for rotary, and the vision adapters act on the block's
+`ln_2`/`layer_norm2` output in both codes):
+
+    adapter_emb1 (1, N, d)                          → method.pos_keys (N, d)      (E1)
+    adapter_emb2 (1, N, d)                          → method.pos_values (N, d)    (E2)
+    adapter_proj.fc{1,2}.{weight,bias}              → method.patch_projector.…
+    adapter_proj_cls.fc{1,2}.{weight,bias}          → method.cls_projector.…      (not with --no_cls)
+    backbone.visual.transformer.resblocks.{i}.adapter_mlp.fc{1,2}.weight
+                                                    → vision block i: mlp.adapter.fc{1,2}.weight
+
+α, β, γ, scales, adapter_dim and the projector width come from the checkpoint's `args`.
+The backbones are built on the meta device (only their configs are read), so a 7B
+conversion needs no memory for the LLM.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .profiles import OFFICIAL_TASKS, check_task, task_for_official_dataset
+from .pth import OfficialCheckpointError, read_official_checkpoint
+
+# library setting ← official args attribute
+ARG_NAMES = {"alpha": "alpha", "beta": "beta", "gamma": "drop_ratio", "scales": "down_sample_num",
+             "adapter_dim": "adapter_dim", "projector_hidden": "hidden_proj"}
+VISION_ADAPTER = "backbone.visual.transformer.resblocks.{index}.adapter_mlp.{layer}.weight"
+
+
+def settings_from_args(args: dict) -> dict:
+    """The ADEM-VL settings the official run used (its defaults where train.py has one)."""
+    missing = [official for official in ARG_NAMES.values() if official not in args and official != "hidden_proj"]
+    if missing:
+        raise OfficialCheckpointError(f"the checkpoint's args lack {', '.join(missing)}: cannot tell its settings")
+    settings = {ours: args[official] for ours, official in ARG_NAMES.items() if official in args}
+    scales = settings["scales"]
+    settings["scales"] = [scales] if isinstance(scales, int) else list(scales)
+    settings["use_cls"] = not bool(args.get("no_cls", False))
+    # Fixed in the official code: the penultimate block with ln_post, adapters at scale 0.1, dropout 0.1.
+    settings.update(feature_layer=-2, adapter_scale=0.1, adapter_dropout=0.1, fusion=True)
+    return settings
+
+
+def _meta_backbones(llm: str, vision: str):
+    """The two backbones from their configs alone, with no storage."""
+    import transformers
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    from ..loading import _VISION_ONLY
+
+    configs = {}
+    for kind, path in (("LLM", llm), ("vision tower", vision)):
+        try:
+            configs[kind] = AutoConfig.from_pretrained(str(path))
+        except (OSError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(f"cannot read the {kind} config at '{path}': {first}") from None
+    vision_config = configs["vision tower"]
+    with torch.device("meta"):
+        llm_module = AutoModelForCausalLM.from_config(configs["LLM"])
+        if vision_config.model_type in _VISION_ONLY:
+            vision_module = getattr(transformers, _VISION_ONLY[vision_config.model_type])(vision_config.vision_config)
+        else:
+            vision_module = AutoModel.from_config(vision_config)
+    return llm_module, vision_module
+
+
+def official_names(model) -> dict[str, str]:
+    """Official key → library parameter name, for `model` (an ADEM-VL `VLModel`)."""
+    names = {id(p): name for name, p in model.trainable_parameters().items()}
+    method = model.method
+    table = {"adapter_emb1": names[id(method.pos_keys)], "adapter_emb2": names[id(method.pos_values)]}
+    for official, projector in (("adapter_proj", method.patch_projector), ("adapter_proj_cls", method.cls_projector)):
+        if projector is None:
+            continue
+        for layer in ("fc1", "fc2"):
+            for kind in ("weight", "bias"):
+                table[f"{official}.{layer}.{kind}"] = names[id(getattr(getattr(projector, layer), kind))]
+    for index, block in enumerate(model.vision.blocks):
+        for layer in ("fc1", "fc2"):
+            table[VISION_ADAPTER.format(index=index, layer=layer)] = names[id(getattr(block.mlp.adapter, layer).weight)]
+    return table
+
+
+def _official_shape(key: str, shape: torch.Size) -> tuple[int, ...]:
+    return (1, *shape) if key in ("adapter_emb1", "adapter_emb2") else tuple(shape)
+
+
+def match_state(state: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """Library name → tensor, or one line naming every missing, unexpected and mis-shaped key."""
+    table = official_names(model)
+    params = model.trainable_parameters()
+    missing = sorted(set(table) - set(state))
+    unexpected = sorted(set(state) - set(table))
+    wrong = [f"{key} {tuple(state[key].shape)} (expected {_official_shape(key, params[table[key]].shape)})"
+             for key in sorted(set(table) & set(state))
+             if tuple(state[key].shape) != _official_shape(key, params[table[key]].shape)]
+    problems = [f"{label}: {', '.join(keys)}" for label, keys in
+                (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+    if problems:
+        raise OfficialCheckpointError("checkpoint does not match these backbones and settings; " + "; ".join(problems))
+    return {table[key]: state[key].reshape(params[table[key]].shape) for key in table}
+
+
+def _recorded_path(path) -> str:
+    """An existing local directory as an absolute path (the adapter may be used from elsewhere); a hub id as is."""
+    return str(Path(path).resolve()) if Path(path).is_dir() else str(path)
+
+
+def convert_official(checkpoint, llm, vision, output, task: str | None = None) -> Path:
+    """Write the adapter directory `output` for official `checkpoint` on backbones `llm` + `vision`.
+
+    `task` (scienceqa / caption / instruction): the official layout to record; by default the
+    one of the checkpoint's `args.dataset`. Nothing is written unless every key matches.
+    """
+    from ..checkpoint import save_adapter
+    from ..model import VLModel
+
+    output = Path(output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise ValueError(f"output '{output}' already exists and is not an empty directory")
+    state, args = read_official_checkpoint(checkpoint)
+    settings = settings_from_args(args)
+    if task is None:
+        task = task_for_official_dataset(args.get("dataset"))
+        if task is None:
+            raise OfficialCheckpointError(
+                f"the checkpoint's args.dataset is {args.get('dataset')!r}: pass --task ({', '.join(OFFICIAL_TASKS)})")
+    check_task(task)
+    llm_module, vision_module = _meta_backbones(llm, vision)
+    model = VLModel.from_backbones(llm_module, vision_module, method="ademvl", method_config=settings)
+    weights = match_state(state, model)
+    params = model.trainable_parameters()
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor.to(params[name].dtype))
+    model.config.llm_name_or_path = _recorded_path(llm)
+    model.config.vision_name_or_path = _recorded_path(vision)
+    model.config.official = task
+    model.config.prompt_template = OFFICIAL_TASKS[task].prompt_template
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp"))
+    try:
+        save_adapter(model, staging)
+        if output.exists():
+            output.rmdir()  # empty, checked above
+        os.replace(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output
