@@ -82,6 +82,10 @@ def open_pipeline(cfg: DemoConfig, test_seed: int, log=_log) -> Pipeline:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if not cfg.progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its weight-loading bars too
     log("backbones: SmolLM2-135M-Instruct (frozen) and the easy-VQA CLIP tower (frozen)")
     llm_dir = cfg.llm or str(smollm2_path())
     vision_dir = cfg.vision or str(tiny_clip_path(progress=cfg.progress))
