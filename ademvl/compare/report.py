@@ -145,7 +145,7 @@ def plot_curves(points: list[dict], variants: list[str], path: str | Path, title
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("exact-match accuracy (%), mean ± std")
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), fontsize=8, frameon=False)
         fig.suptitle("\n".join(textwrap.wrap(title, 120)), fontsize=9)
         fig.tight_layout(rect=(0, 0.1, 1, 0.94))
         path = Path(path)
