@@ -39,7 +39,9 @@ def test_separation_finds_the_low_data_regime():
 def test_one_seed_is_not_judged():
     points = stats.curves([r for r in ROWS if r["seed"] == 0], ["ademvl", "memvp"], [250])
     (row,) = stats.separation(points)
-    assert row["pairs"] == 0 and stats.regime([row]).startswith("not judged")
+    assert row["pairs"] == 0 and stats.regime([row]) == "not judged: every point needs at least two seeds"
+    (alone,) = stats.separation([p for p in points if p["variant"] == "memvp"])
+    assert stats.regime([alone]) == "not judged: it takes at least two variants"
 
 
 def test_markdown_and_plot(tmp_path):
@@ -51,7 +53,8 @@ def test_markdown_and_plot(tmp_path):
               "rows": ROWS, "points": points, "floor": floor, "separation": stats.separation(points)}
     text = report.markdown(result)
     assert "| ademvl | 62.0 ± 2.0 | 88.0 ± 1.0 |" in text and "| memvp | 51.0 ± 1.0 | 87.5 ± 1.0 |" in text
-    assert "| 250 | 11.0 | 2.0 | 1 / 1 | memvp -11.0* |" in text and "| 6,000 | 0.5 | 1.0 | 0 / 1 | memvp -0.5 |" in text
+    assert "| 250 | 11.0 | 2.0 | 1 / 1 | memvp -11.0* |" in text
+    assert "| 6,000 | 0.5 | 1.0 | 0 / 1 | memvp -0.5 |" in text
     assert "| ademvl | full ADEM-VL" in text and "| 100.0 |" in text  # train s per 1,000 questions: size/10 s
     assert "Floor (frozen LLM, no image): 40.0 overall, yes/no 50.0, color 10.0." in text
     from PIL import Image

@@ -45,7 +45,9 @@ def add_arguments(parser) -> None:
                         help="training sizes (questions), comma-separated: one point of each curve per size")
     parser.add_argument("--seeds", type=int_list(seed), default=",".join(map(str, c.seeds)),
                         help="seeds, comma-separated: each draws its training questions and seeds training")
-    parser.add_argument("--test-seed", type=seed, default=c.test_seed, help="seed of the one test draw every run is scored on")
+    parser.add_argument("--test-seed", type=seed, default=c.test_seed,
+                        help="seed of the one test draw every run is scored on (changing it, or --eval-questions, "
+                             "scores the finished runs again, replacing their scores: keep both with --output-dir)")
     parser.add_argument("--best-alpha", type=positive_float, default=BEST_ALPHA,
                         help="α of the ademvl-best-alpha-beta variant (the full ademvl runs at the paper's 0.1)")
     parser.add_argument("--best-beta", type=positive_float, default=BEST_BETA,

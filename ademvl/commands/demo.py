@@ -54,7 +54,8 @@ def pipeline_config(args, **fields) -> DemoConfig:
         eval_questions=args.eval_questions, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         output_dir=args.output_dir, eval_batch_size=args.eval_batch_size, floor=not args.no_floor,
         progress=not args.no_progress, threads=args.threads, llm=args.llm, vision=args.vision,
-        question_weights=args.question_weights, retrain=args.retrain, data_dir=args.data_dir, **fields,
+        question_weights=args.question_weights, retrain=args.retrain, data_dir=args.data_dir,
+        **fields,
     )
 
 

@@ -30,8 +30,8 @@ def curves(rows: list[dict], variants: list[str], sizes: list[int]) -> list[dict
         runs = [r for r in rows if r["variant"] == variant and r["size"] == size]
         if not runs:
             continue
-        point = {"variant": variant, "method": runs[0]["method"], "size": size, "seeds": sorted(r["seed"] for r in runs),
-                 "trainable": runs[0]["trainable"], "extra_tokens": runs[0]["extra_tokens"]}
+        point = {"variant": variant, "method": runs[0]["method"], "size": size,
+                 "seeds": sorted(r["seed"] for r in runs), "trainable": runs[0]["trainable"], "extra_tokens": runs[0]["extra_tokens"]}
         for name in METRICS:
             point[name] = mean_std([metric(r, name) for r in runs])
         for name in ("train_s", "eval_s"):
@@ -73,6 +73,8 @@ def separation(points: list[dict], reference: str = "ademvl", name: str = "overa
 def regime(table: list[dict]) -> str:
     """One sentence: at which training sizes some variants differ beyond the seed spread."""
     judged = [row for row in table if row["pairs"]]
+    if not any(row["variants"] > 1 for row in table):
+        return "not judged: it takes at least two variants"
     if not judged:
         return "not judged: every point needs at least two seeds"
     sizes = [row["size"] for row in judged if row["apart"]]
