@@ -141,7 +141,7 @@ def test_a_run_with_other_settings_is_refused_before_any_work(methods_run, capsy
 def test_ablations_run_side_by_side_with_their_own_settings(fixtures):
     out = fixtures[0] / "ablations"
     assert main(args_for(fixtures, out, "--variants", "ablations", "--train-questions", "6", "--seeds", "3",
-                         "--no-floor", "--best-alpha", "0.5")) == 0
+                         "--no-floor", "--best-alpha", "0.5", "--min-steps", "4")) == 0
     result = json.loads((out / "compare_results.json").read_text())
     rows = {r["variant"]: r for r in result["rows"]}
     assert list(rows) == ["ademvl", "ademvl-no-cls", "ademvl-single-scale", "ademvl-no-drop", "ademvl-no-fusion",
@@ -149,6 +149,8 @@ def test_ablations_run_side_by_side_with_their_own_settings(fixtures):
     recipes = {v: yaml.safe_load((out / "runs" / v / "n6" / "seed3" / "recipe.yaml").read_text()) for v in rows}
     config = {v: recipe["model"]["method_config"] for v, recipe in recipes.items()}
     assert config["ademvl"] == {"scales": [16, 4]}
+    # 6 questions in batches of 4 are 2 steps an epoch: --min-steps 4 makes it 2 epochs
+    assert {recipe["train"]["epochs"] for recipe in recipes.values()} == {2} and rows["ademvl"]["epochs"] == 2
     assert config["ademvl-single-scale"]["scales"] == [16] and config["ademvl-no-drop"]["gamma"] == 0.0
     assert config["ademvl-best-alpha-beta"]["alpha"] == 0.5 and config["ademvl-best-alpha-beta"]["beta"] == 0.01
     assert rows["ademvl-no-cls"]["extra_tokens"] == 0 and rows["ademvl-no-fusion"]["extra_tokens"] == 1
@@ -160,11 +162,21 @@ def test_ablations_run_side_by_side_with_their_own_settings(fixtures):
     assert result["plots"] == [str(out / "curves_ablations.png")]
 
 
+def test_min_steps_gives_small_sizes_more_epochs():
+    from ademvl.compare.run import CompareConfig, _run_config
+    from ademvl.demo import DemoConfig
+
+    cfg = CompareConfig(min_steps=40, pipeline=DemoConfig(batch_size=16, epochs=1))
+    assert [_run_config(cfg, n, 0).epochs for n in (250, 500, 640, 6000)] == [3, 2, 1, 1]  # 16, 32, 40, 375 steps
+    assert _run_config(CompareConfig(), 250, 2).epochs == 1 and _run_config(CompareConfig(), 250, 2).seed == 2
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--variants", "methods,nope"], "unknown variant 'nope'"),
     (["--seeds", "0,-1"], "argument --seeds: seeds must be ≥ 0, got -1"),
     (["--train-questions", "250,0"], "argument --train-questions: must be at least 1, got 0"),
     (["--best-alpha", "0"], "argument --best-alpha: must be a positive finite number"),
+    (["--min-steps", "x"], "argument --min-steps: expected step count (an integer ≥ 0), got 'x'"),
 ])
 def test_bad_options_are_one_line(fixtures, capsys, extra, message):
     out = fixtures[0] / "bad"

@@ -26,14 +26,20 @@ def int_list(kind):
     return parse
 
 
-def seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a seed (an integer ≥ 0), got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seeds must be ≥ 0, got {value}")
-    return value
+def non_negative(what: str):
+    """argparse type: an integer ≥ 0, the error naming `what`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} (an integer ≥ 0), got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{what}s must be ≥ 0, got {value}")
+        return value
+    return parse
+
+
+seed = non_negative("seed")
 
 
 def add_arguments(parser) -> None:
@@ -52,13 +58,16 @@ def add_arguments(parser) -> None:
                         help="α of the ademvl-best-alpha-beta variant (the full ademvl runs at the paper's 0.1)")
     parser.add_argument("--best-beta", type=positive_float, default=BEST_BETA,
                         help="β of the ademvl-best-alpha-beta variant (the full ademvl runs at the paper's 0.01)")
+    parser.add_argument("--min-steps", type=non_negative("step count"), default=c.min_steps,
+                        help="at least this many optimizer steps per run: small sizes get more epochs over their "
+                             "questions (0: every size gets --epochs)")
     add_pipeline_arguments(parser, c.pipeline)
 
 
 def run(args) -> int:
     variants = parse_variants(args.variants)
     cfg = CompareConfig(variants=variants, sizes=args.train_questions, seeds=args.seeds, test_seed=args.test_seed,
-                        best_alpha=args.best_alpha, best_beta=args.best_beta,
+                        best_alpha=args.best_alpha, best_beta=args.best_beta, min_steps=args.min_steps,
                         pipeline=pipeline_config(args, methods=[]))
     run_compare(cfg)
     return 0

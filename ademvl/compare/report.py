@@ -11,7 +11,7 @@ from ..checkpoint import atomic_write_bytes
 from .stats import METRICS, metric, regime, test_error
 from .variants import VARIANTS
 
-RUN_COLUMNS = ["variant", "method", "size", "seed", "overall", *METRICS[1:], "trainable", "extra_tokens",
+RUN_COLUMNS = ["variant", "method", "size", "seed", "epochs", "overall", *METRICS[1:], "trainable", "extra_tokens",
                "train_s", "eval_s", "train_steps", "final_loss", "train_resumed", "eval_resumed", "load_average",
                "threads"]
 
@@ -86,7 +86,8 @@ def markdown(result: dict) -> str:
     shares = ", ".join(f"{q} {w:g}" for q, w in c["question_weights"].items())
     typical = sum(r["overall"] for r in rows) / len(rows) if rows else 0.0
     parts = [
-        f"Frozen SmolLM2-135M-Instruct and easy-VQA CLIP tower; recipe `easyvqa-demo`, {c['epochs']} epoch(s), "
+        f"Frozen SmolLM2-135M-Instruct and easy-VQA CLIP tower; recipe `easyvqa-demo`, {c['epochs']} epoch(s)"
+        + (f" or as many as {c['min_steps']} optimizer steps take" if c.get("min_steps") else "") + ", "
         f"batch {c['batch_size']}, lr {c['lr']:g}; training questions drawn per size and seed "
         f"(question-type shares {shares}), the same draw for every variant; {n_test:,} test questions "
         f"(seed {c['test_seed']}), the same for every run; seeds {seeds}. Cells: exact-match accuracy (%), "

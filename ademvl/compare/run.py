@@ -7,6 +7,7 @@ seeded test draw serves every run.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ class CompareConfig:
     best_alpha: float = 1.0             # ademvl-best-alpha-beta's α and β
     best_beta: float = 0.01
     reference: str = "ademvl"           # what the other variants are compared with
+    min_steps: int = 0                  # at least this many optimizer steps per run (more epochs at small sizes)
     # the pipeline's options (recipe, data, evaluation, backbones) as the demo takes them
     pipeline: DemoConfig = field(default_factory=lambda: DemoConfig(eval_questions=3000, output_dir="runs/compare"))
 
@@ -83,7 +85,11 @@ def _settings(cfg: CompareConfig, variant: str, pipeline) -> dict:
 
 
 def _run_config(cfg: CompareConfig, size: int, seed: int) -> DemoConfig:
-    return replace(cfg.pipeline, train_questions=size, seed=seed)
+    """The pipeline's settings for one run; with `min_steps`, as many epochs over its questions as it
+    takes to reach that many steps, so that a small size measures less data, not a shorter schedule."""
+    steps_per_epoch = math.ceil(size / cfg.pipeline.batch_size)
+    epochs = max(cfg.pipeline.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
+    return replace(cfg.pipeline, train_questions=size, seed=seed, epochs=epochs)
 
 
 def summarise(cfg: CompareConfig, rows: list[dict], n_test: int, floor: dict | None) -> dict:
@@ -128,10 +134,11 @@ def run_compare(cfg: CompareConfig) -> dict:
     bar = tqdm(runs, desc="compare", unit="run", disable=not cfg.pipeline.progress)
     for variant, size, seed in bar:
         bar.set_postfix_str(f"{variant} n={size} seed={seed}")
+        config = _run_config(cfg, size, seed)
         row = train_and_evaluate(f"{variant} n={size} seed={seed}", VARIANTS[variant].method,
-                                 _settings(cfg, variant, pipeline), _run_config(cfg, size, seed), pipeline,
-                                 run_dir(out, variant, size, seed))
-        rows.append({"variant": variant, "size": size, "seed": seed, "test_questions": len(pipeline.test), **row})
+                                 _settings(cfg, variant, pipeline), config, pipeline, run_dir(out, variant, size, seed))
+        rows.append({"variant": variant, "size": size, "seed": seed, "epochs": config.epochs,
+                     "test_questions": len(pipeline.test), **row})
         # tables after every run: an interrupted comparison still leaves what it measured
         write_results(summarise(cfg, rows, len(pipeline.test), floor), out, plots=False)
     bar.close()
