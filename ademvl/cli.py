@@ -8,6 +8,7 @@ import sys
 # sub-command name → module in ademvl.commands (each has add_arguments(parser) and run(args))
 COMMANDS = {
     "demo": "The offline demo: tune on easy-VQA with SmolLM2-135M, evaluate, compare with the no-image floor.",
+    "compare": "Learning curves of every method and ADEM-VL ablation over training sizes and seeds (easy-VQA).",
     "params": "Print trainable and frozen parameter counts of a method on named backbones (meta device).",
     "train": "Train a method from a recipe (YAML) with checkpoints, resume and multi-GPU via accelerate.",
     "eval": "Evaluate a saved adapter on ScienceQA / COCO / easy-VQA / LLaVA-instruct; save every prediction.",

@@ -86,3 +86,22 @@ def corrupt_png_body(path) -> None:
     body = bytes([0x78, 0x9C]) + bytes((i * 37 + 11) % 256 for i in range(n - 2))
     crc = struct.pack(">I", zlib.crc32(b"IDAT" + body))
     Path(path).write_bytes(data[:at + 4] + body + crc + data[at + 8 + n:])
+
+
+def write_easyvqa_splits(root: Path, train_images: int = 24, test_images: int = 9, yes_no: bool = False) -> str:
+    """easy-VQA train and test splits of solid-colour images: a colour question per image, and with
+    `yes_no` also "is the shape <colour>?" (yes for its own colour, no for the next one)."""
+    data = root / "easyvqa"
+    names = list(COLOURS)
+    for split, n_images in (("train", train_images), ("test", test_images)):
+        questions = []
+        for i in range(n_images):
+            colour = names[i % len(names)]
+            write_image(data / split / "images" / f"{i}.png", COLOURS[colour], size=36)
+            questions.append(["what color is the shape?", colour, i])
+            if yes_no:
+                other = names[(i + 1) % len(names)]
+                questions += [[f"is the shape {colour}?", "yes", i], [f"is the shape {other}?", "no", i]]
+        (data / split / "questions.json").write_text(json.dumps(questions))
+    (data / "answers.txt").write_text("\n".join([*names, "yes", "no"]) + "\n")
+    return str(data)

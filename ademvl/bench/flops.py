@@ -162,8 +162,13 @@ def flops_table(llm_preset: str, vision_preset: str, text_len: int = 256, method
                 "decode": analytic_fusion_flops(1, n_v, d, layers),
                 "train": analytic_fusion_flops(tokens, n_v, d, layers, train=True),
             }
-            off = _by_depth(lambda n: model_flops(_meta_model(llm_preset, vision_preset, name, n, fusion=False),
-                                                  text_len, answer_len=answer_len), layers, exact)
+            from ..methods.ademvl import without_decoder_fusion
+
+            def unfused(n):
+                model = without_decoder_fusion(_meta_model(llm_preset, vision_preset, name, n))
+                return model_flops(model, text_len, answer_len=answer_len)
+
+            off = _by_depth(unfused, layers, exact)
             row["counted_fusion"] = {k: row[k] - off[k] for k in off}
             row["expected_overhead"] = fusion_expectation(config, tokens, n_v)
         rows[name] = row

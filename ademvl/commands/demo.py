@@ -18,6 +18,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--train-questions", type=positive_int, default=d.train_questions,
                         help="training questions, drawn over yes/no, colour and shape questions in the shares "
                              "--question-weights gives")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed for data draws and training")
+    add_pipeline_arguments(parser, d)
+
+
+def add_pipeline_arguments(parser, d: DemoConfig) -> None:
+    """The options of the demo's pipeline (data, recipe, evaluation, backbones), shared with `ademvl compare`."""
     parser.add_argument("--question-weights", type=parse_question_weights,
                         default=format_question_weights(d.question_weights),
                         help="relative shares of the question types in the training draw, e.g. "
@@ -29,7 +35,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lr", type=positive_float, default=d.lr, help="peak learning rate (warm-up then cosine)")
     parser.add_argument("--eval-batch-size", type=positive_int, default=d.eval_batch_size, help="generation batch size")
     parser.add_argument("--output-dir", default=d.output_dir, help="where runs, JSON and the chart go")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed for data draws and training")
     parser.add_argument("--no-floor", action="store_true", help="skip the no-image floor")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--llm", default=None, help="a local LLM directory instead of the embedded SmolLM2-135M")
@@ -38,9 +43,20 @@ def add_arguments(parser) -> None:
                         help="an easy-VQA layout directory (train/, test/, answers.txt) instead of the installed "
                              "easy-vqa package's data")
     parser.add_argument("--retrain", action="store_true",
-                        help="tune again even where OUTPUT-DIR/<method> already holds a run (by default a finished "
+                        help="tune again even where a run directory already holds a run (by default a finished "
                              "run with the same settings is reused, an interrupted one resumed)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def pipeline_config(args, **fields) -> DemoConfig:
+    """A DemoConfig from the shared options (`add_pipeline_arguments`) and `fields`."""
+    return DemoConfig(
+        eval_questions=args.eval_questions, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        output_dir=args.output_dir, eval_batch_size=args.eval_batch_size, floor=not args.no_floor,
+        progress=not args.no_progress, threads=args.threads, llm=args.llm, vision=args.vision,
+        question_weights=args.question_weights, retrain=args.retrain, data_dir=args.data_dir,
+        **fields,
+    )
 
 
 def parse_question_weights(text: str | dict) -> dict:
@@ -67,13 +83,6 @@ def format_question_weights(weights: dict) -> str:
 
 
 def run(args) -> int:
-    cfg = DemoConfig(
-        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
-        train_questions=args.train_questions, eval_questions=args.eval_questions, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, output_dir=args.output_dir, seed=args.seed,
-        eval_batch_size=args.eval_batch_size, floor=not args.no_floor, progress=not args.no_progress,
-        threads=args.threads, llm=args.llm, vision=args.vision, question_weights=args.question_weights,
-        retrain=args.retrain, data_dir=args.data_dir,
-    )
-    run_demo(cfg)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    run_demo(pipeline_config(args, methods=methods, train_questions=args.train_questions, seed=args.seed))
     return 0

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 
 from ..checkpoint import atomic_write_json
 from .report import format_table, plot_results
+from .tuning import DemoError, Pipeline, train_and_evaluate  # noqa: F401  (DemoError: the demo's one-line error)
 
 FLOOR = "frozen LLM, no image"
 
@@ -60,7 +60,8 @@ def demo_method_config(method: str, vision) -> dict:
     return {}
 
 
-def _test_questions(n: int | None, seed: int, data_dir: str | None):
+def test_questions(n: int | None, seed: int, data_dir: str | None):
+    """`n` test questions drawn with `seed` (all 9,673 when n is None or larger)."""
     from ..data import load_easyvqa
 
     test = load_easyvqa("test", data_dir=data_dir)
@@ -73,97 +74,29 @@ def _log(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def _train_and_eval(method: str, cfg: DemoConfig, llm_dir: str, vision_dir: str, test, out: Path) -> dict:
-    from ..evaluation import evaluate
-    from ..evaluation.loading import load_for_eval
+def open_pipeline(cfg: DemoConfig, test_seed: int, log=_log) -> Pipeline:
+    """Build or reuse the backbones, load the tower once, draw the test questions."""
+    from ..backbones import smollm2_path, tiny_clip_path
     from ..loading import load_vision_tower
-    from ..training import load_recipe
     from ..vision import VisionTower
 
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if not cfg.progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its weight-loading bars too
+    log("backbones: SmolLM2-135M-Instruct (frozen) and the easy-VQA CLIP tower (frozen)")
+    llm_dir = cfg.llm or str(smollm2_path())
+    vision_dir = cfg.vision or str(tiny_clip_path(progress=cfg.progress))
     tower = VisionTower(load_vision_tower(vision_dir))
-    overrides = {
-        "model.llm": llm_dir, "model.vision": vision_dir, "model.method": method,
-        "model.method_config": demo_method_config(method, tower),
-        "data.limit": cfg.train_questions, "data.balance_by": "qtype", "data.sample_seed": cfg.seed,
-        "data.balance_weights": dict(cfg.question_weights),
-        "train.epochs": cfg.epochs, "train.batch_size": cfg.batch_size, "train.grad_accum": 1,
-        "train.lr": cfg.lr, "train.seed": cfg.seed, "train.output_dir": str(out / method),
-    }
-    if cfg.data_dir:
-        overrides["data.data_dir"] = cfg.data_dir
-    recipe = load_recipe("easyvqa-demo", overrides)
-    result = _tune(method, recipe, out / method, cfg)
-    model, tokenizer, processor = load_for_eval(result["adapter_dir"])
-    _log(f"{method}: evaluating on {len(test)} test questions")
-    start = time.perf_counter()
-    scored = evaluate(model, tokenizer, processor, "easyvqa", test, batch_size=cfg.eval_batch_size,
-                      max_new_tokens=cfg.max_new_tokens, progress=cfg.progress,
-                      output=out / method / "eval_test.json", resume=True,
-                      settings={"adapter": str(result["adapter_dir"])})
-    eval_s = time.perf_counter() - start
-    return {
-        "method": method, "trainable": model.parameter_counts()["trainable"],
-        "extra_tokens": model.method.extra_input_tokens, "train_s": result["seconds"], "eval_s": eval_s,
-        "overall": scored["metrics"]["overall"], "by_type": scored["metrics"]["by_type"],
-        "train_steps": result["steps"], "final_loss": result["final_loss"], "adapter_dir": str(result["adapter_dir"]),
-        "reused": result.get("reused", False),
-    }
+    return Pipeline(llm_dir, vision_dir, tower, test_questions(cfg.eval_questions, test_seed, cfg.data_dir), log)
 
 
-class DemoError(ValueError):
-    """A demo run that cannot go on as asked (one line, naming what to do)."""
-
-
-def _tune(method: str, recipe, run_dir: Path, cfg: DemoConfig) -> dict:
-    """Tune `method`, or carry on with the run already in `run_dir` when its recipe is this one:
-    a finished run is reused, an interrupted one resumed. A run with other settings is never
-    overwritten unless `cfg.retrain` says so."""
-    import shutil
-
-    from ..training import train
-    from ..training.state import latest_checkpoint
-
-    recorded = _recorded_recipe(run_dir)
-    summary = _summary(run_dir)
-    finished = summary is not None and not summary.get("stopped_early")
-    has_checkpoints = run_dir.is_dir() and latest_checkpoint(run_dir) is not None
-    if cfg.retrain and run_dir.exists():
-        _log(f"{method}: --retrain: removing the previous run in {run_dir}")
-        shutil.rmtree(run_dir)
-        recorded, finished, has_checkpoints = None, False, False
-    same = recorded is not None and recorded == _as_recorded(recipe)
-    if (finished or has_checkpoints) and not same:
-        raise DemoError(f"{run_dir} holds a {method} run with other settings; pass --retrain to replace it "
-                        "or --output-dir to keep both")
-    if same and finished:
-        _log(f"{method}: reusing the run already tuned with these settings in {run_dir} (--retrain to tune again)")
-        return {**summary, "adapter_dir": run_dir / Path(summary["adapter_dir"]).name, "reused": True}
-    resume = same and has_checkpoints
-    _log(f"{method}: {'resuming' if resume else 'tuning'} on {cfg.train_questions} train questions, "
-         f"{cfg.epochs} epoch(s)")
-    result = train(recipe, resume=resume, progress=cfg.progress)
-    return {"adapter_dir": result.adapter_dir, "seconds": result.seconds, "steps": result.steps,
-            "final_loss": result.final_loss}
-
-
-def _summary(run_dir: Path) -> dict | None:
-    path = run_dir / "train_summary.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _recorded_recipe(run_dir: Path) -> dict | None:
-    path = run_dir / "recipe.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
-
-
-def _as_recorded(recipe) -> dict:
-    """The recipe as the trainer writes it to recipe.yaml (a YAML round trip)."""
-    return yaml.safe_load(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-
-
-def _floor(cfg: DemoConfig, llm_dir: str, vision_dir: str, test, out: Path) -> dict:
+def floor_row(cfg: DemoConfig, pipeline: Pipeline, out: Path) -> dict:
     """The frozen LLM alone, no image: ADEM-VL with α = 0 and no [cls] is exactly the plain LLM
-    (tested), and every question goes in as a text-only sample ("Image: N/A")."""
+    (tested), and every question goes in as a text-only sample ("Image: N/A"). Recorded in
+    OUT/floor_result.json and reused for the same LLM and test questions."""
     from dataclasses import replace
 
     from ..evaluation import evaluate
@@ -171,39 +104,45 @@ def _floor(cfg: DemoConfig, llm_dir: str, vision_dir: str, test, out: Path) -> d
     from ..loading import load_image_processor
     from ..model import VLModel
 
-    model = VLModel.from_backbones(llm_dir, vision_dir, alpha=0.0, use_cls=False, scales=[1]).eval()
-    blind = [replace(ex, image=None) for ex in test]
-    _log(f"floor: the frozen LLM alone on {len(test)} test questions, no image")
+    key = {"llm": str(pipeline.llm_dir), "test": pipeline.test_digest, "max_new_tokens": cfg.max_new_tokens}
+    record_path = out / "floor_result.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if record.get("key") == key and not cfg.retrain:
+        pipeline.log("floor: reusing the no-image floor already scored on these test questions")
+        return record["row"]
+    model = VLModel.from_backbones(pipeline.llm_dir, pipeline.vision_dir, alpha=0.0, use_cls=False,
+                                   scales=[1]).eval()
+    blind = [replace(ex, image=None) for ex in pipeline.test]
+    pipeline.log(f"floor: the frozen LLM alone on {len(blind)} test questions, no image")
     start = time.perf_counter()
-    scored = evaluate(model, load_tokenizer(llm_dir), load_image_processor(vision_dir), "easyvqa", blind,
-                      batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens, progress=cfg.progress,
-                      output=out / "floor_eval_test.json", resume=True, settings={"llm": str(llm_dir)})
-    return {"method": FLOOR, "trainable": 0, "extra_tokens": 0, "train_s": None,
-            "eval_s": time.perf_counter() - start, "overall": scored["metrics"]["overall"],
-            "by_type": scored["metrics"]["by_type"]}
+    scored = evaluate(model, load_tokenizer(pipeline.llm_dir), load_image_processor(pipeline.vision_dir), "easyvqa",
+                      blind, batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens,
+                      progress=cfg.progress, output=out / "floor_eval_test.json", resume=True,
+                      settings={"llm": str(pipeline.llm_dir)})
+    row = {"method": FLOOR, "trainable": 0, "extra_tokens": 0, "train_s": None,
+           "eval_s": time.perf_counter() - start, "overall": scored["metrics"]["overall"],
+           "by_type": scored["metrics"]["by_type"]}
+    atomic_write_json(record_path, {"key": key, "row": row})
+    return row
 
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Build or reuse the backbones, tune each method, evaluate it and the floor, report."""
-    from ..backbones import smollm2_path, tiny_clip_path
     from ..methods import METHODS
 
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available: {sorted(METHODS)}")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     total = time.perf_counter()
     out = Path(cfg.output_dir)
-    _log("backbones: SmolLM2-135M-Instruct (frozen) and the easy-VQA CLIP tower (frozen)")
-    llm_dir = cfg.llm or str(smollm2_path())
-    vision_dir = cfg.vision or str(tiny_clip_path(progress=cfg.progress))
-    test = _test_questions(cfg.eval_questions, cfg.seed, cfg.data_dir)
-    rows = [_train_and_eval(m, cfg, llm_dir, vision_dir, test, out) for m in cfg.methods]
+    pipeline = open_pipeline(cfg, test_seed=cfg.seed)
+    test = pipeline.test
+    rows = [train_and_evaluate(m, m, demo_method_config(m, pipeline.tower), cfg, pipeline, out / m)
+            for m in cfg.methods]
     if cfg.floor:
-        rows.append(_floor(cfg, llm_dir, vision_dir, test, out))
+        rows.append(floor_row(cfg, pipeline, out))
     report = {
-        "config": asdict(cfg), "llm": llm_dir, "vision": vision_dir, "test_questions": len(test),
+        "config": asdict(cfg), "llm": pipeline.llm_dir, "vision": pipeline.vision_dir, "test_questions": len(test),
         "seconds": time.perf_counter() - total, "rows": rows,
     }
     atomic_write_json(out / "demo_results.json", report)

@@ -23,7 +23,8 @@ class AdemVLSettings:
     gamma: float = 0.1            # adaptive drop ratio
     scales: tuple[int, ...] = (256, 64)  # multiscale prompt sizes in tokens
     use_cls: bool = True          # the [cls] embedding as one extra input token
-    fusion: bool = True           # per-layer cross-attention on/off (off: input token only)
+    fusion: bool = True           # per-layer cross-attention on/off (off: the [cls] input token only,
+                                  # and no visual memory: no patch projector, no E1/E2)
     projector_hidden: int = 128
     adapter_dim: int = 12         # vision adapters beside each vision block's MLP
     adapter_scale: float = 0.1
@@ -59,15 +60,18 @@ class AdemVL(FusionMethod):
         s = settings
         check_scales(tuple(s.scales), vision.grid)
         drop_index(s.gamma, 1)  # validates gamma's range
+        if not (s.fusion or s.use_cls):
+            raise ValueError("ademvl with fusion=false needs use_cls=true: with neither, nothing carries the image")
         vision.block_index(s.feature_layer)
         self.vision = [vision]  # a plain list: the tower is registered by the model, not here
         d, d_v = self.llm_hidden, vision.hidden_size
         self.num_visual = sum(s.scales)
 
-        self.patch_projector = Projector(d_v, d, s.projector_hidden)
+        # The visual memory exists only for the fusion: an ablation without it trains none of it.
+        self.patch_projector = Projector(d_v, d, s.projector_hidden) if s.fusion else None
         self.cls_projector = Projector(d_v, d, s.projector_hidden) if s.use_cls else None
-        self.pos_keys = nn.Parameter(torch.empty(self.num_visual, d))    # E1
-        self.pos_values = nn.Parameter(torch.empty(self.num_visual, d))  # E2
+        self.pos_keys = nn.Parameter(torch.empty(self.num_visual, d)) if s.fusion else None    # E1
+        self.pos_values = nn.Parameter(torch.empty(self.num_visual, d)) if s.fusion else None  # E2
         self.reset_parameters()
 
         for block in vision.blocks:
@@ -79,8 +83,9 @@ class AdemVL(FusionMethod):
                 setattr(block, mlp_name, FusedMLP(get_attr(block, mlp_name), s.alpha, s.gamma))
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.pos_keys, std=0.02)
-        nn.init.zeros_(self.pos_values)
+        if self.pos_keys is not None:
+            nn.init.normal_(self.pos_keys, std=0.02)
+            nn.init.zeros_(self.pos_values)
 
     @property
     def num_input_tokens(self) -> int:
@@ -93,18 +98,31 @@ class AdemVL(FusionMethod):
     def encode(self, features, has_image, batch_size) -> VisualInputs:
         s = self.settings
         d = self.llm_hidden
-        param = self.pos_keys
+        param = next(self.parameters())
         has_image = has_image.to(param.device, torch.bool)
-        memory = param.new_zeros(batch_size, self.num_visual, d)
+        rows = (has_image.nonzero().squeeze(1),)
+        memory = param.new_zeros(batch_size, self.num_visual, d) if s.fusion else None
         tokens = param.new_zeros(batch_size, 1, d) if s.use_cls else None
         if features is not None:
             tower = self.vision[0]
             hidden = tower.post_norm(features[s.feature_layer])
             cls, patches = tower.split_cls(hidden.to(param.dtype))
-            pooled = multiscale_pool(patches, tuple(s.scales))  # pool first, then project
-            memory = memory.index_put((has_image.nonzero().squeeze(1),), s.beta * self.patch_projector(pooled))
+            if memory is not None:
+                pooled = multiscale_pool(patches, tuple(s.scales))  # pool first, then project
+                memory = memory.index_put(rows, s.beta * self.patch_projector(pooled))
             if tokens is not None:
-                tokens = tokens.index_put((has_image.nonzero().squeeze(1),), self.cls_projector(cls).unsqueeze(1))
+                tokens = tokens.index_put(rows, self.cls_projector(cls).unsqueeze(1))
         keys = F.silu(memory + self.pos_keys) if s.fusion else None
         values = memory + self.pos_values if s.fusion else None
         return VisualInputs(tokens=tokens, keys=keys, values=values, has_image=has_image.to(param.dtype))
+
+
+def without_decoder_fusion(model: nn.Module) -> nn.Module:
+    """Unwrap every `FusedMLP` in place: the visual memory is still computed, the decoder no longer
+    reads it. The FLOP counter subtracts this model from the full one to isolate the per-layer fusion
+    (the `fusion=false` ablation also drops the memory and its projector)."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, FusedMLP):
+                setattr(module, name, child.base_layer)
+    return model

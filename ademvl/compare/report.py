@@ -1,0 +1,156 @@
+"""`ademvl compare`'s outputs: Markdown tables ready for docs/results.md, a CSV of every run, and
+learning curves with error bars (one PNG per group of variants)."""
+from __future__ import annotations
+
+import csv
+import io
+import textwrap
+from pathlib import Path
+
+from ..checkpoint import atomic_write_bytes
+from .stats import METRICS, metric, regime, test_error
+from .variants import VARIANTS
+
+RUN_COLUMNS = ["variant", "method", "size", "seed", "epochs", "overall", *METRICS[1:], "trainable", "extra_tokens",
+               "train_s", "eval_s", "train_steps", "final_loss", "train_resumed", "eval_resumed", "load_average",
+               "threads"]
+
+
+def runs_csv(rows: list[dict]) -> str:
+    """One line per variant × size × seed."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, RUN_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({**r, **{q: metric(r, q) for q in METRICS}})
+    return out.getvalue()
+
+
+def _pm(value: tuple) -> str:
+    mean, std = value
+    if mean is None:
+        return "–"
+    return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
+
+
+def _table(header: list[str], lines: list[list[str]]) -> str:
+    rows = [header, ["---"] * len(header), *lines]
+    return "\n".join("| " + " | ".join(map(str, row)) + " |" for row in rows)
+
+
+def accuracy_table(points: list[dict], variants: list[str], sizes: list[int], name: str) -> str:
+    cell = {(p["variant"], p["size"]): _pm(p[name]) for p in points}
+    return _table(["variant", *(f"{s:,}" for s in sizes)],
+                  [[v, *(cell.get((v, s), "–") for s in sizes)] for v in variants])
+
+
+def cost_table(rows: list[dict], variants: list[str]) -> str:
+    """Parameters, tokens and seconds per 1,000 questions (training and test), over every run of a variant."""
+    lines = []
+    for v in variants:
+        runs = [r for r in rows if r["variant"] == v]
+        if not runs:
+            continue
+        clean = [r for r in runs if not r.get("train_resumed")]
+        train = sum(r["train_s"] for r in clean) / max(sum(r["size"] for r in clean), 1) * 1000 if clean else None
+        scored = [r for r in runs if not r.get("eval_resumed")]
+        evals = (sum(r["eval_s"] for r in scored) / sum(r["test_questions"] for r in scored) * 1000
+                 if scored else None)
+        loads = [r["load_average"] for r in runs if r.get("load_average") is not None]
+        lines.append([v, VARIANTS[v].about if v in VARIANTS else runs[0]["method"], f"{runs[0]['trainable']:,}",
+                      runs[0]["extra_tokens"], "–" if train is None else f"{train:.1f}",
+                      "–" if evals is None else f"{evals:.1f}", f"{max(loads):.1f}" if loads else "–"])
+    return _table(["variant", "what", "trainable", "extra tokens", "train s / 1k questions",
+                   "eval s / 1k test questions", "highest load avg"], lines)
+
+
+def separation_table(table: list[dict], reference: str) -> str:
+    lines = []
+    for row in table:
+        versus = ", ".join(f"{v} {d['delta']:+.1f}{'*' if d['apart'] else ''}"
+                           for v, d in row["vs_reference"].items())
+        lines.append([f"{row['size']:,}", "–" if row["spread"] is None else f"{row['spread']:.1f}",
+                      "–" if row["max_std"] is None else f"{row['max_std']:.1f}",
+                      f"{len(row['apart'])} / {row['pairs']}", versus or "–"])
+    return _table(["training questions", "spread of means", "largest seed std", "pairs apart",
+                   f"Δ overall vs {reference} (* = beyond both seed spreads)"], lines)
+
+
+def markdown(result: dict) -> str:
+    """The whole report: setup, accuracy per metric, costs, and where variants stand apart."""
+    c, points, rows = result["config"], result["points"], result["rows"]
+    variants, sizes = result["variants"], result["sizes"]
+    n_test = result["test_questions"]
+    floor = result.get("floor")
+    seeds = ", ".join(map(str, c["seeds"]))
+    shares = ", ".join(f"{q} {w:g}" for q, w in c["question_weights"].items())
+    typical = sum(r["overall"] for r in rows) / len(rows) if rows else 0.0
+    parts = [
+        f"Frozen SmolLM2-135M-Instruct and easy-VQA CLIP tower; recipe `easyvqa-demo`, {c['epochs']} epoch(s)"
+        + (f" or as many as {c['min_steps']} optimizer steps take" if c.get("min_steps") else "") + ", "
+        f"batch {c['batch_size']}, lr {c['lr']:g}; training questions drawn per size and seed "
+        f"(question-type shares {shares}), the same draw for every variant; {n_test:,} test questions "
+        f"(seed {c['test_seed']}), the same for every run; seeds {seeds}. Cells: exact-match accuracy (%), "
+        f"mean ± sample std over seeds. At the runs' mean accuracy ({typical:.1f}%), one accuracy on "
+        f"{n_test:,} questions carries a test-sampling standard error of ±{test_error(typical, n_test):.1f} "
+        "points (the same questions for every run, so it shifts runs together more than it separates them).",
+    ]
+    if floor:
+        parts.append(f"Floor (frozen LLM, no image): {floor['overall']:.1f} overall, "
+                     + ", ".join(f"{q} {floor['by_type'][q]:.1f}" for q in METRICS[1:] if q in floor["by_type"]) + ".")
+    for name in METRICS:
+        parts.append(f"#### Accuracy: {name}\n\n" + accuracy_table(points, variants, sizes, name))
+    parts.append("#### Cost\n\n" + cost_table(rows, variants)
+                 + "\n\nSeconds from runs that were neither resumed nor interrupted; the load average was read "
+                   "as each run started (an idle machine reads near 0).")
+    sep = result["separation"]
+    parts.append("#### Where the variants differ beyond the seed spread\n\n"
+                 + separation_table(sep, result["reference"]) + f"\n\nOverall: {regime(sep)}.")
+    return "\n\n".join(parts) + "\n"
+
+
+def plot_curves(points: list[dict], variants: list[str], path: str | Path, title: str,
+                floor: dict | None = None) -> Path:
+    """Accuracy against training questions (log axis), mean ± std error bars, one panel per metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [name for name in METRICS
+             if any(p["variant"] in variants and p[name][0] is not None for p in points)] or ["overall"]
+    sizes = sorted({p["size"] for p in points if p["variant"] in variants})
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.0 * len(shown), 3.8), dpi=110, squeeze=False)
+    axes = axes[0]
+    try:
+        for ax, name in zip(axes, shown):
+            for k, variant in enumerate(variants):
+                mine = sorted((p for p in points if p["variant"] == variant and p[name][0] is not None),
+                              key=lambda p: p["size"])
+                if not mine:
+                    continue
+                xs = [p["size"] * (1 + 0.015 * (k - len(variants) / 2)) for p in mine]  # a nudge: bars stay apart
+                ax.errorbar(xs, [p[name][0] for p in mine], yerr=[p[name][1] or 0.0 for p in mine],
+                            marker="o", ms=3, capsize=3, lw=1.2, label=variant)
+            if floor:
+                value = floor["overall"] if name == "overall" else floor["by_type"].get(name)
+                if value is not None:
+                    ax.axhline(value, color="grey", lw=0.8, ls="--", label="no image (floor)")
+            ax.set_xscale("log")
+            ax.set_xticks(sizes, [f"{s:,}" for s in sizes])
+            ax.minorticks_off()
+            low, high = ax.get_ylim()
+            ax.set_ylim(max(low, -1.0), min(high, 101.0))
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("training questions")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("exact-match accuracy (%), mean ± std")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), fontsize=8, frameon=False)
+        fig.suptitle("\n".join(textwrap.wrap(title, 120)), fontsize=9)
+        fig.tight_layout(rect=(0, 0.1, 1, 0.94))
+        path = Path(path)
+        atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,187 @@
+"""One run of the demo pipeline: recipe → tune (or reuse / resume) → evaluate (or reuse) → one row.
+
+Shared by `ademvl demo` (one run per method) and `ademvl compare` (one per variant × training size ×
+seed), so that every number comes from the same recipe, trainer and evaluator. A finished run is
+recorded in `run_result.json` beside its adapter, with the recipe and the test questions it was scored
+on: asking for the same run again costs nothing, asking for another one in its place is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..checkpoint import atomic_write_json
+
+RESULT_NAME = "run_result.json"
+EVAL_NAME = "eval_test.json"
+
+
+class DemoError(ValueError):
+    """A demo run that cannot go on as asked (one line, naming what to do)."""
+
+
+@dataclass
+class Pipeline:
+    """What every run of one invocation shares: the backbones, the tower (for sizes) and the test questions."""
+
+    llm_dir: str
+    vision_dir: str
+    tower: object  # ademvl.vision.VisionTower: grid and depth set the methods' sizes
+    test: list
+    log: object = print
+
+    @property
+    def test_digest(self) -> str:
+        return questions_digest(self.test)
+
+
+def questions_digest(examples) -> str:
+    """Which questions were scored (ids, in order): a run is reused only on the same ones."""
+    return hashlib.sha1("\n".join(ex.id for ex in examples).encode()).hexdigest()
+
+
+def demo_recipe(method: str, method_config: dict, cfg, pipeline: Pipeline, run_dir: Path):
+    """`recipes/easyvqa-demo.yaml` with this run's method, settings, training draw and seed.
+
+    The draw (data.limit questions balanced over question types, seeded by `cfg.seed`) depends on
+    nothing else, so every method of one size and seed trains on the same questions."""
+    from ..training import load_recipe
+
+    overrides = {
+        "model.llm": pipeline.llm_dir, "model.vision": pipeline.vision_dir, "model.method": method,
+        "model.method_config": dict(method_config),
+        "data.limit": cfg.train_questions, "data.balance_by": "qtype", "data.sample_seed": cfg.seed,
+        "data.balance_weights": dict(cfg.question_weights),
+        "train.epochs": cfg.epochs, "train.batch_size": cfg.batch_size, "train.grad_accum": 1,
+        "train.lr": cfg.lr, "train.seed": cfg.seed, "train.output_dir": str(run_dir),
+    }
+    if cfg.data_dir:
+        overrides["data.data_dir"] = cfg.data_dir
+    return load_recipe("easyvqa-demo", overrides)
+
+
+def as_recorded(recipe) -> dict:
+    """The recipe as the trainer writes it to recipe.yaml (a YAML round trip)."""
+    return yaml.safe_load(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+
+
+def _read(path: Path, loader=json.loads) -> dict | None:
+    try:
+        return loader(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError, yaml.YAMLError):
+        return None  # a torn or foreign file: treated as absent, the run is done again
+
+
+def _summary(run_dir: Path) -> dict | None:
+    return _read(run_dir / "train_summary.json")
+
+
+def conflict(label: str, recipe, run_dir: Path) -> str | None:
+    """Why `run_dir` cannot take this run (it holds one with other settings), or None."""
+    from ..training.state import latest_checkpoint
+
+    recorded = _read(run_dir / "recipe.yaml", yaml.safe_load)
+    summary = _summary(run_dir)
+    started = (summary is not None and not summary.get("stopped_early")) or (
+        run_dir.is_dir() and latest_checkpoint(run_dir) is not None)
+    if started and recorded != as_recorded(recipe):
+        return (f"{run_dir} holds a {label} run with other settings; pass --retrain to replace it "
+                "or --output-dir to keep both")
+    return None
+
+
+def tune(label: str, recipe, run_dir: Path, cfg, log=print) -> dict:
+    """Tune, or carry on with the run already in `run_dir` when its recipe is this one: a finished
+    run is reused, an interrupted one resumed. A run with other settings is never overwritten
+    unless `cfg.retrain` says so."""
+    from ..training import train
+    from ..training.state import latest_checkpoint
+
+    if cfg.retrain and run_dir.exists():
+        log(f"{label}: --retrain: removing the previous run in {run_dir}")
+        shutil.rmtree(run_dir)
+    problem = conflict(label, recipe, run_dir)
+    if problem:
+        raise DemoError(problem)
+    summary = _summary(run_dir)
+    same = _read(run_dir / "recipe.yaml", yaml.safe_load) == as_recorded(recipe)
+    if same and summary is not None and not summary.get("stopped_early"):
+        log(f"{label}: reusing the run already tuned with these settings in {run_dir} (--retrain to tune again)")
+        return {**summary, "adapter_dir": run_dir / Path(summary["adapter_dir"]).name, "reused": True}
+    resume = same and latest_checkpoint(run_dir) is not None
+    log(f"{label}: {'resuming' if resume else 'tuning'} on {cfg.train_questions} train questions, "
+        f"{cfg.epochs} epoch(s)")
+    result = train(recipe, resume=resume, progress=cfg.progress)
+    return {"adapter_dir": result.adapter_dir, "seconds": result.seconds, "steps": result.steps,
+            "final_loss": result.final_loss, "resumed_from": str(result.resumed_from or "") or None}
+
+
+def finished_row(recipe, run_dir: Path, digest: str) -> dict | None:
+    """The recorded row of this exact run (same recipe, same test questions, training finished), or None."""
+    record = _read(run_dir / RESULT_NAME)
+    summary = _summary(run_dir)
+    if record is None or summary is None or summary.get("stopped_early"):
+        return None
+    same = record.get("recipe") == json.loads(json.dumps(as_recorded(recipe))) and record.get("test") == digest
+    return record.get("row") if same and isinstance(record.get("row"), dict) else None
+
+
+def load_average() -> float | None:
+    """The 1-minute load average when a timing starts: what tells an idle machine's seconds from a busy one's."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def train_and_evaluate(label: str, method: str, method_config: dict, cfg, pipeline: Pipeline,
+                       run_dir: Path) -> dict:
+    """Tune `method` with `method_config` in `run_dir`, score it on the pipeline's test questions, and
+    record the row; an identical run recorded earlier is returned as it is, without loading a model."""
+    from ..evaluation import evaluate
+    from ..evaluation.journal import journal_path
+    from ..evaluation.loading import load_for_eval
+
+    log = pipeline.log
+    recipe = demo_recipe(method, method_config, cfg, pipeline, run_dir)
+    digest = pipeline.test_digest
+    row = None if cfg.retrain else finished_row(recipe, run_dir, digest)
+    if row is not None:
+        log(f"{label}: reusing the run already tuned and evaluated with these settings in {run_dir} "
+            "(--retrain to tune again)")
+        return {**row, "reused": True, "eval_reused": True}
+    load = load_average()
+    result = tune(label, recipe, run_dir, cfg, log)
+    model, tokenizer, processor = load_for_eval(result["adapter_dir"])
+    output = run_dir / EVAL_NAME
+    eval_resumed = journal_path(output).is_file()
+    log(f"{label}: evaluating on {len(pipeline.test)} test questions")
+    start = time.perf_counter()
+    scored = evaluate(model, tokenizer, processor, "easyvqa", pipeline.test, batch_size=cfg.eval_batch_size,
+                      max_new_tokens=cfg.max_new_tokens, progress=cfg.progress, output=output, resume=True,
+                      settings={"adapter": str(result["adapter_dir"])})
+    row = {
+        "method": method, "trainable": model.parameter_counts()["trainable"],
+        "extra_tokens": model.method.extra_input_tokens, "train_s": result["seconds"],
+        "eval_s": time.perf_counter() - start, "overall": scored["metrics"]["overall"],
+        "by_type": scored["metrics"]["by_type"], "train_steps": result["steps"],
+        "final_loss": result["final_loss"], "adapter_dir": str(result["adapter_dir"]),
+        # seconds of a resumed training or evaluation cover only its last part
+        "train_resumed": bool(result.get("resumed_from")), "eval_resumed": eval_resumed,
+        "load_average": load, "threads": _threads(),
+    }
+    atomic_write_json(run_dir / RESULT_NAME, {"recipe": as_recorded(recipe), "test": digest, "row": row})
+    return {**row, "reused": result.get("reused", False), "eval_reused": False}
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
