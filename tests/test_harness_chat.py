@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ademvl.data import load_dataset
 from ademvl.data.llava_instruct import load_llava_instruct
 from ademvl.evaluation import load_for_eval
 from ademvl.integrations import INSTRUCT_TEMPLATE, AdemVLChat, conversation_prompt

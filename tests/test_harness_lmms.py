@@ -7,7 +7,6 @@ import json
 import socket
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -168,6 +167,7 @@ def test_loglikelihood_requests_built_by_lmms_eval(files):
     ("", ("--batch_size", "0"), "batch_size must be a positive integer, 'auto' or 'auto:N', got '0'"),
     ("max_new_tokens=0", (), "max_new_tokens must be a positive integer, got 0"),
     ("quantization=4bit", (), "4bit loading of the LLM needs a CUDA GPU"),
+    ("", ("--apply_chat_template",), "--apply_chat_template is not supported"),
 ])
 def test_bad_options_stop_the_cli_in_one_line(files, model_args, extra, message):
     import torch
@@ -180,5 +180,20 @@ def test_bad_options_stop_the_cli_in_one_line(files, model_args, extra, message)
                           env=files.env, capture_output=True, text=True, timeout=300, cwd=files.root)
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("ademvl (lmms-eval): ") and message in lines[0], proc.stderr
+    ours = [line for line in lines if line.startswith("ademvl (lmms-eval): ")]
+    assert len(ours) == 1 and ours[0] == lines[-1] and message in ours[0], proc.stderr
+    if "--apply_chat_template" not in extra:  # refused once lmms-eval asks for it, after loading and its progress bars
+        assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_bad_options_from_python_raise_a_value_error(files):
+    """Outside lmms-eval's CLI (simple_evaluate, get_model) a bad option is a ValueError, not an exit."""
+    from lmms_eval.models import get_model
+
+    from ademvl.integrations.lmms_eval_model import AdemVLOptionError
+
+    assert "lmms_eval.cli.dispatch" not in sys.modules
+    with pytest.raises(AdemVLOptionError, match="unknown model_args max_new_token"):
+        get_model("ademvl").create_from_arg_string(f"checkpoint={files.adapter},max_new_token=5")
+    assert issubclass(AdemVLOptionError, ValueError)

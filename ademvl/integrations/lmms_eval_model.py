@@ -39,6 +39,8 @@ _log = logging.getLogger(__name__)
 # reported once (a warning naming it), not silently dropped.
 KNOWN_GEN_KWARGS = {"max_new_tokens", "temperature", "do_sample", "top_p", "top_k", "num_beams", "until"}
 _warned_gen_kwargs: set[str] = set()
+_NO_CHAT_TEMPLATE = ("--apply_chat_template is not supported: ademvl lays out every prompt itself "
+                     "(the prompt_template model argument)")
 
 
 class AdemVLOptionError(ValueError):
@@ -189,9 +191,14 @@ class LmmsMixin:
     def eot_token_id(self):
         return self.chat.tokenizer.eos_token_id
 
+    # lmms-eval reads these two only under --apply_chat_template, which ademvl refuses: it lays out
+    # every prompt itself (the prompt_template model argument).
+    @property
+    def chat_template(self):
+        raise _option_error(_NO_CHAT_TEMPLATE)
+
     def apply_chat_template(self, chat_history, *args, **kwargs):
-        raise _option_error("--apply_chat_template is not supported: ademvl lays out every prompt itself "
-                            "(the prompt_template model argument)")
+        raise _option_error(_NO_CHAT_TEMPLATE)
 
     # -- requests ---------------------------------------------------------------------------------
     def _doc(self, task, split, doc_id):
@@ -354,7 +361,7 @@ def _build_classes():
         is_simple = False
 
     for cls in (AdemVLLmms, AdemVLLmmsChat):
-        cls.__module__ = __name__
+        cls.__module__, cls.__qualname__ = __name__, cls.__name__
     return {"AdemVLLmms": AdemVLLmms, "AdemVLLmmsChat": AdemVLLmmsChat}
 
 
