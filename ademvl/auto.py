@@ -1,4 +1,4 @@
-"""Make `ademvl` known to transformers' Auto classes (done on `import ademvl`).
+"""Make `ademvl` known to transformers' Auto classes (done on `import ademvl.model`).
 
 After this, `AutoConfig`, `AutoModel`, `AutoModelForImageTextToText` and `AutoProcessor` load a
 directory written by `VLModel.save_pretrained` / `VLProcessor.save_pretrained`, as they do for

@@ -340,3 +340,10 @@ class VLModel(PreTrainedModel, GenerationMixin):
         model.config.prompt_layout = saved.get("prompt_layout") or "plain"
         model.config.official = saved.get("official")
         return model.load_adapter(directory).eval()  # loaded for use, as from_pretrained: dropout off
+
+
+# Known to transformers' Auto classes from the moment the model class exists (`ademvl.auto`).
+# Not on `import ademvl`: harnesses import the package at every start-up and must stay light.
+from .auto import register as _register_with_transformers  # noqa: E402
+
+_register_with_transformers()

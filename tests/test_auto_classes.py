@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-import ademvl  # noqa: F401  (registers the Auto classes)
+import ademvl.model  # noqa: F401  (registers the Auto classes)
 from ademvl.processing import VLProcessor
 from tiny import tiny_image_processor, tiny_llm, tiny_tokenizer, tiny_vision
 from tiny_methods import liven

@@ -10,8 +10,7 @@ from ademvl.data import ImageError, load_dataset
 from ademvl.evaluation import generate_answers, generate_batch, load_for_eval
 from ademvl.evaluation.generation import GenerationCollator, generation_kwargs
 from ademvl.integrations import AdemVLChat
-from ademvl.integrations.lmms_eval_model import LmmsMixin, _stop_at
-from ademvl.integrations.vlmevalkit_model import VLMEvalMixin
+from ademvl.integrations.lmms_eval_model import _stop_at
 from tiny_eval import make_checkpoint, make_scienceqa
 
 
@@ -92,57 +91,6 @@ def test_loglikelihood_matches_the_model_loss(setup):
     assert isinstance(greedy, bool)
 
 
-def test_lmms_eval_adapter_delegates_to_chat(setup):
-    s = setup
-    ex = next(ex for ex in s.examples if ex.has_image)
-    chat = AdemVLChat(s.model, s.tok, s.proc)
-
-    class Fake(LmmsMixin):
-        pass
-
-    fake = Fake()
-    fake._setup(None, chat=chat, max_new_tokens=5, prompt_template="{prompt}")
-    docs = {"img": Image.open(ex.image), "q": ex.prompt}
-    fake.task_dict = {"mme": {"test": [docs]}}
-    requests = [SimpleNamespace(args=(ex.prompt, {"until": ["\n\n"], "max_new_tokens": 5, "temperature": 0},
-                                      lambda d: [d["img"]], 0, "mme", "test")),
-                SimpleNamespace(args=(ex.prompt, {}, lambda d: [], 0, "mme", "test"))]
-    expected_image = _stop_at(chat.answer(ex.image, ex.prompt, max_new_tokens=5), ["\n\n"])
-    assert fake.generate_until(requests) == [expected_image, chat.answer(None, ex.prompt, max_new_tokens=5)]
-    ll = fake.loglikelihood([SimpleNamespace(args=(ex.prompt, " yes", lambda d: [d["img"]], 0, "mme", "test"))])
-    assert ll == [chat.loglikelihood(ex.image, ex.prompt, " yes")]
-
-
-def test_vlmevalkit_adapter_delegates_to_chat(setup):
-    s = setup
-    ex = next(ex for ex in s.examples if ex.has_image)
-    chat = AdemVLChat(s.model, s.tok, s.proc)
-
-    class Fake(VLMEvalMixin):
-        pass
-
-    fake = Fake()
-    fake._setup(None, chat=chat, max_new_tokens=5, prompt_template="Instruction: {prompt}\nResponse:")
-    message = [{"type": "image", "value": ex.image}, {"type": "text", "value": "What is shown?"}]
-    expected = chat.answer(ex.image, "What is shown?", max_new_tokens=5)
-    assert chat.prompt_template == "Instruction: {prompt}\nResponse:"
-    assert fake.generate_inner(message, dataset="MME") == expected
-
-
 def test_stop_strings_cut_the_answer():
     assert _stop_at("yes\n\nmore", ["\n\n"]) == "yes"
     assert _stop_at("no stop here", None) == "no stop here"
-
-
-@pytest.mark.parametrize("module, package", [("lmms_eval_model", "pip install lmms-eval"),
-                                             ("vlmevalkit_model", "pip install vlmeval")])
-def test_missing_harness_names_the_pip_package(module, package, monkeypatch):
-    import importlib
-    import sys
-
-    for name in ("lmms_eval", "vlmeval"):
-        monkeypatch.setitem(sys.modules, name, None)  # import fails even if installed
-    mod = importlib.import_module(f"ademvl.integrations.{module}")
-    monkeypatch.setattr(mod, "_CLASS", None)
-    with pytest.raises(ImportError, match=package):
-        mod.model_class()

@@ -2,8 +2,17 @@
 
 `AdemVLChat` has no optional dependency. The harness adapters
 (`lmms_eval_model`, `vlmevalkit_model`) import their harness only when their
-class is first requested and say which pip package is missing otherwise.
+class is first requested and say how to install it otherwise. Nothing heavy is
+imported with this package itself: lmms-eval imports
+`ademvl.integrations.lmms_eval_model` at start-up (the `lmms_eval.models` entry
+point) whatever model it runs.
 """
-from .chat import INSTRUCT_TEMPLATE, AdemVLChat
+__all__ = ["AdemVLChat", "INSTRUCT_TEMPLATE", "conversation_prompt"]
 
-__all__ = ["AdemVLChat", "INSTRUCT_TEMPLATE"]
+
+def __getattr__(name):
+    if name in __all__:
+        from . import chat
+
+        return getattr(chat, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,10 +4,14 @@ The plain interface that external harnesses (lmms-eval, VLMEvalKit) and demos
 call; the harness adapters in this package only translate their request
 formats into it. The prompt is the text after the image prefix, exactly as in
 training (e.g. ``"Instruction: What is shown?\\nResponse:"``); `prompt_template`
-wraps a bare question into that shape.
+wraps a bare question into that shape. A conversation (a list of
+``(role, text)`` turns) is laid out as LLaVA-instruct training lays out its
+multi-turn records: every earlier exchange as ``template(question) + " " +
+answer + "\\n"``, then the template around the last question.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import string
 
@@ -51,6 +55,43 @@ def resolve_template(model, template: str | None, name: str = "prompt_template")
     return check_template(template, name)
 
 
+ROLES = ("system", "user", "assistant")
+
+
+def conversation_prompt(template: str, turns) -> str:
+    """The prompt for a conversation: ``[(role, text), ...]`` ending with a user turn.
+
+    Earlier exchanges become ``template.format(prompt=question) + " " + answer + "\\n"`` (the
+    multi-turn layout of `ademvl.data.llava_instruct`), the last question
+    ``template.format(prompt=question)``. Consecutive user turns are joined by newlines; system
+    turns go first, each on its own line. A bare string is one user turn.
+    """
+    if isinstance(turns, str):
+        return template.format(prompt=turns)
+    system, history, question = [], "", None
+    for n, turn in enumerate(turns):
+        try:
+            role, text = turn
+        except (TypeError, ValueError):
+            raise ValueError(f"conversation turn {n} must be a (role, text) pair, not {turn!r}") from None
+        if role not in ROLES or not isinstance(text, str):
+            raise ValueError(f"conversation turn {n}: role must be one of {', '.join(ROLES)} and text a string, "
+                             f"got ({role!r}, {type(text).__name__})")
+        if role == "system":
+            system.append(text.strip())
+        elif role == "user":
+            question = text.strip() if question is None else f"{question}\n{text.strip()}"
+        elif question is None:
+            raise ValueError(f"conversation turn {n}: an assistant turn must follow a user turn")
+        else:
+            history += f"{template.format(prompt=question)} {text.strip()}\n"
+            question = None
+    if question is None:
+        raise ValueError("a conversation must end with a user turn (the question to answer)")
+    prefix = "".join(f"{text}\n" for text in system if text)
+    return prefix + history + template.format(prompt=question)
+
+
 def _image(image):
     """A path (loaded now, so a bad file is named), a PIL image, or None for text-only."""
     if image is None or isinstance(image, Image.Image):
@@ -76,24 +117,43 @@ class AdemVLChat:
 
     @classmethod
     def from_checkpoint(cls, checkpoint, llm=None, vision=None, tokenizer=None, image_processor=None,
-                        device: str | None = "auto", dtype=None, **kwargs) -> "AdemVLChat":
-        """Load a saved adapter (and the backbones, tokenizer, image processor it records)."""
+                        device: str | None = "auto", dtype=None, quantization: str | None = None,
+                        **kwargs) -> "AdemVLChat":
+        """Load a saved adapter (and the backbones, tokenizer, image processor it records).
+
+        `quantization` ("4bit" / "8bit", bitsandbytes, CUDA only) is passed on to `load_for_eval`;
+        an unknown value, a machine without a CUDA GPU or a missing bitsandbytes fails here in one
+        line, before anything is loaded."""
         from ..evaluation.loading import load_for_eval
 
+        options = {}
+        if quantization is not None:
+            from ..loading import quantization_config
+
+            quantization_config(quantization)  # raises the one-line reason it cannot be honoured here
+            if "quantization" not in inspect.signature(load_for_eval).parameters:
+                raise ValueError("quantization= is not supported by this ademvl's load_for_eval")
+            options["quantization"] = quantization
         model, tok, processor = load_for_eval(checkpoint, llm=llm, vision=vision, tokenizer=tokenizer,
-                                              image_processor=image_processor, device=device, dtype=dtype)
+                                              image_processor=image_processor, device=device, dtype=dtype,
+                                              **options)
         return cls(model, tok, processor, **kwargs)
 
-    def _example(self, image, prompt: str, index: int = 0) -> VLExample:
-        return VLExample(id=str(index), prompt=self.prompt_template.format(prompt=prompt), answer="",
-                         image=_image(image))
+    def prompt(self, prompt_or_turns) -> str:
+        """The full prompt the model sees for a question (str) or a conversation ([(role, text), ...])."""
+        return conversation_prompt(self.prompt_template, prompt_or_turns)
 
-    def answer(self, image, prompt: str, **gen_kwargs) -> str:
-        """The model's answer to `prompt` about `image` (path, PIL image, or None for text-only)."""
+    def _example(self, image, prompt, index: int = 0) -> VLExample:
+        return VLExample(id=str(index), prompt=self.prompt(prompt), answer="", image=_image(image))
+
+    def answer(self, image, prompt, **gen_kwargs) -> str:
+        """The model's answer to `prompt` about `image` (path, PIL image, or None for text-only).
+
+        `prompt` is a question, or a conversation ``[(role, text), ...]`` ending with a user turn."""
         return self.answer_batch([image], [prompt], **gen_kwargs)[0]
 
-    def answer_batch(self, images: list, prompts: list[str], batch_size: int = 8, **gen_kwargs) -> list[str]:
-        """Answers for parallel lists of images and prompts, `batch_size` at a time."""
+    def answer_batch(self, images: list, prompts: list, batch_size: int = 8, **gen_kwargs) -> list[str]:
+        """Answers for parallel lists of images and prompts (questions or conversations), `batch_size` at a time."""
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
         kwargs = {"max_new_tokens": self.max_new_tokens, **self.gen_kwargs, **gen_kwargs}
@@ -106,13 +166,19 @@ class AdemVLChat:
         return answers
 
     @torch.no_grad()
-    def loglikelihood(self, image, prompt: str, continuation: str) -> tuple[float, bool]:
+    def loglikelihood(self, image, prompt, continuation: str, template: bool = True) -> tuple[float, bool]:
         """`(sum of log-probabilities of continuation's tokens, would greedy decoding produce them?)`.
 
         The continuation's tokens follow the prompt's directly (give its leading space,
-        as harnesses do: ``" yes"``).
+        as harnesses do: ``" yes"``). `template=False` scores after `prompt` as given, not
+        wrapped in the prompt template (``prompt=""``: the continuation's unconditional likelihood).
         """
-        example = self._example(image, prompt)
+        if template:
+            example = self._example(image, prompt)
+        else:
+            if not isinstance(prompt, str):
+                raise ValueError("template=False takes the prompt as a string")
+            example = VLExample(id="0", prompt=prompt, answer="", image=_image(image))
         target = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
         if not target:
             raise ValueError(f"continuation {continuation!r} has no tokens")
