@@ -35,3 +35,16 @@ def png_data_url(image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def templated_adapter(root, run_name: str, template: str):
+    """A tiny trained adapter at `root/run_name/adapter` that records `template` as its prompt template."""
+    import shutil
+
+    from ademvl.checkpoint import CONFIG_NAME, atomic_write_json, read_adapter_config
+    from tiny_eval import make_checkpoint
+
+    adapter = root / run_name / "adapter"
+    shutil.copytree(make_checkpoint(root), adapter)
+    atomic_write_json(adapter / CONFIG_NAME, {**read_adapter_config(adapter), "prompt_template": template})
+    return adapter

@@ -6,7 +6,6 @@ model answers alone, batched or not, streamed or not.
 """
 import json
 import random
-import shutil
 import threading
 import urllib.request
 
@@ -18,9 +17,8 @@ pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip ins
 
 from ademvl.integrations import AdemVLChat  # noqa: E402
 from ademvl.prompting import encode_sample  # noqa: E402
-from serve_helpers import data_url, png_data_url, post, running_server  # noqa: E402
+from serve_helpers import data_url, png_data_url, post, running_server, templated_adapter  # noqa: E402
 from tiny import write_image  # noqa: E402
-from tiny_eval import make_checkpoint  # noqa: E402
 
 TEMPLATE = "Question: {prompt}\nAnswer:"
 MAX_TOKENS = 6
@@ -30,10 +28,7 @@ COLORS = [(255, 0, 0), (0, 0, 255), (0, 255, 0), (250, 250, 0), (0, 200, 200), (
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
-    adapter = root / "run" / "adapter"
-    shutil.copytree(make_checkpoint(root), adapter)
-    config = json.loads((adapter / "ademvl_adapter.json").read_text())
-    (adapter / "ademvl_adapter.json").write_text(json.dumps({**config, "prompt_template": TEMPLATE}))
+    adapter = templated_adapter(root, "run", TEMPLATE)
     images = [write_image(root / f"image{i}.png", color) for i, color in enumerate(COLORS)]
     chat = AdemVLChat.from_checkpoint(adapter, device="cpu", max_new_tokens=MAX_TOKENS)
     # A generous batch window makes the concurrent test's requests meet in one batch.

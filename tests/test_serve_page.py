@@ -4,7 +4,6 @@ Uploads an easy-VQA test image, asks about it, reads the streamed answer from
 the page, continues the conversation, and checks both answers against the
 model alone (`AdemVLChat` on the same tiny checkpoint).
 """
-import json
 import os
 import shutil
 
@@ -20,8 +19,7 @@ easyvqa = pytest.importorskip("easy_vqa", reason="easy-vqa (the demo extra) is n
 
 from ademvl.data.easyvqa import easyvqa_data_dir  # noqa: E402
 from ademvl.integrations import AdemVLChat  # noqa: E402
-from serve_helpers import running_server  # noqa: E402
-from tiny_eval import make_checkpoint  # noqa: E402
+from serve_helpers import running_server, templated_adapter  # noqa: E402
 
 TEMPLATE = "Question: {prompt}\nAnswer:"
 MAX_TOKENS = 5
@@ -30,10 +28,7 @@ MAX_TOKENS = 5
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("page")
-    adapter = root / "easyvqa" / "adapter"
-    shutil.copytree(make_checkpoint(root), adapter)
-    config = json.loads((adapter / "ademvl_adapter.json").read_text())
-    (adapter / "ademvl_adapter.json").write_text(json.dumps({**config, "prompt_template": TEMPLATE}))
+    adapter = templated_adapter(root, "easyvqa", TEMPLATE)
     chat = AdemVLChat.from_checkpoint(adapter, device="cpu", max_new_tokens=MAX_TOKENS)
     with running_server("--checkpoint", str(adapter), "--max-tokens", str(MAX_TOKENS)) as url:
         yield url, chat, adapter
