@@ -55,6 +55,7 @@ class DataSection:
     balance_by: str | None = None  # meta key (e.g. qtype): `limit` records drawn evenly across its values
     sample_seed: int = 0  # which records `balance_by` draws
     balance_weights: dict | None = None  # relative shares per value of `balance_by` (default: equal)
+    balance_within: list | None = None  # meta keys each `balance_by` share is spread evenly over, in turn
 
 
 @dataclass

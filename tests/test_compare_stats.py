@@ -61,3 +61,22 @@ def test_markdown_and_plot(tmp_path):
 
     path = report.plot_curves(points, ["ademvl", "memvp"], tmp_path / "curves.png", "test", floor)
     assert Image.open(path).size == (int(4.0 * 3 * 110), int(3.8 * 110))  # overall, yes/no, color: no shape panel
+
+
+def test_balanced_yes_no_gets_its_table_and_panel_only_where_runs_scored_it(tmp_path):
+    rows = [{**r, "yes_no": {"balanced": 50.0 + r["seed"]}} for r in ROWS]
+    points = stats.curves(rows, ["ademvl", "memvp"], [250, 6000])
+    assert points[0][stats.YES_NO_BALANCED] == pytest.approx((51.0, 1.0))
+    result = {"config": {"seeds": [0, 1, 2], "epochs": 1, "batch_size": 16, "lr": 4e-3, "test_seed": 0,
+                         "question_weights": {"yes/no": 2.0}, "balance_within": ["asks_about", "answer"]},
+              "variants": ["ademvl", "memvp"], "sizes": [250, 6000], "test_questions": 3000, "reference": "ademvl",
+              "rows": rows, "points": points, "floor": None, "separation": stats.separation(points)}
+    text = report.markdown(result)
+    assert "#### Accuracy: yes/no balanced" in text and "| ademvl | 51.0 ± 1.0 | 51.0 ± 1.0 |" in text
+    assert "each spread evenly over asks_about, answer" in text
+    assert "yes/no balanced" not in report.markdown({**result, "rows": ROWS,
+                                                     "points": stats.curves(ROWS, ["ademvl", "memvp"], [250, 6000])})
+    from PIL import Image
+
+    path = report.plot_curves(points, ["ademvl", "memvp"], tmp_path / "curves.png", "test")
+    assert Image.open(path).size == (int(4.0 * 4 * 110), int(3.8 * 110))  # overall, yes/no, color, balanced

@@ -64,6 +64,9 @@ def test_table_lists_every_column():
              "overall": 91.25, "by_type": {"yes/no": 90.0, "color": 95.0, "shape": 88.0}}]
     text = format_table(rows)
     assert "1,234" in text and "91.2" in text and "88.0" in text and "shape" in text.splitlines()[0]
+    assert "yes/no balanced" in text.splitlines()[0] and text.splitlines()[2].endswith("-")  # not scored: a dash
+    rows[0]["yes_no"] = {"balanced": 50.25}
+    assert format_table(rows).splitlines()[2].endswith("50.2")
 
 
 def test_unknown_method_is_one_line(capsys, fixtures):
@@ -83,6 +86,23 @@ def test_question_weights_parse_and_bad_ones_are_named(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--question-weights", "colour=2"])
     assert "unknown question type 'colour'" in capsys.readouterr().err
+
+
+def test_balance_within_reaches_the_recipe_and_bad_keys_are_named(capsys):
+    from ademvl.commands.demo import parse_balance_within
+    from ademvl.demo.tuning import demo_recipe
+
+    class Pipe:
+        llm_dir, vision_dir = "llm", "vision"
+
+    keys = parse_balance_within("asks_about, negated,answer")
+    assert keys == ["asks_about", "negated", "answer"]
+    recipe = demo_recipe("ademvl", {}, DemoConfig(balance_within=keys), Pipe, "run")
+    assert recipe.data.balance_within == keys and recipe.data.balance_by == "qtype"
+    assert demo_recipe("ademvl", {}, DemoConfig(), Pipe, "run").data.balance_within is None
+    with pytest.raises(SystemExit):
+        main(["demo", "--balance-within", "asks_about,colour"])
+    assert "unknown key 'colour' (choose from asks_about, negated, answer)" in capsys.readouterr().err
 
 
 def test_a_second_run_reuses_the_tuned_adapter_and_other_settings_are_not_overwritten(fixtures, monkeypatch, capsys):
@@ -112,3 +132,20 @@ def test_a_second_run_reuses_the_tuned_adapter_and_other_settings_are_not_overwr
     assert "--retrain" in last
     assert (out / "ademvl" / "adapter").stat().st_mtime_ns == weights
     assert main(args + ["--lr", "0.02", "--retrain"]) == 0 and calls == [1]
+
+
+def test_a_run_recorded_before_a_recipe_key_existed_is_still_the_same_run():
+    from ademvl.demo.tuning import as_recorded, demo_recipe, same_recipe
+
+    class Pipe:
+        llm_dir, vision_dir = "llm", "vision"
+
+    recipe = demo_recipe("ademvl", {}, DemoConfig(), Pipe, "run")
+    older = as_recorded(recipe)
+    del older["data"]["balance_within"]  # written by a library without the key
+    assert same_recipe(older, recipe)
+    older["data"]["limit"] = 7
+    assert not same_recipe(older, recipe)
+    assert not same_recipe(None, recipe)
+    balanced = demo_recipe("ademvl", {}, DemoConfig(balance_within=["answer"]), Pipe, "run")
+    assert not same_recipe(as_recorded(recipe), balanced)

@@ -143,3 +143,39 @@ def test_balance_weights_reach_the_recipe_and_must_be_positive():
     recipe = load_recipe("easyvqa-demo", {"data.balance_by": "qtype", "data.balance_weights": {"yes/no": 2.0}})
     assert recipe.data.balance_weights == {"yes/no": 2.0}
     assert load_recipe("easyvqa-demo", ["data.balance_weights.shape=3"]).data.balance_weights == {"shape": 3}
+
+
+def _faceted(counts: dict) -> list:
+    """yes/no records keyed (asks_about, negated, answer) → how many, in the skewed shares easy-VQA has."""
+    return [VLExample(id=f"{about}-{negated}-{answer}-{i}", prompt="q", answer=answer, image=None,
+                      meta={"qtype": "yes/no", "asks_about": about, "negated": negated})
+            for (about, negated, answer), n in counts.items() for i in range(n)]
+
+
+def test_a_draw_balanced_within_spreads_every_stratum_evenly_and_the_default_draw_is_unchanged():
+    skewed = {("color", False, "no"): 880, ("color", False, "yes"): 120, ("color", True, "yes"): 880,
+              ("color", True, "no"): 120, ("shape", False, "no"): 660, ("shape", False, "yes"): 340,
+              ("shape", True, "yes"): 660, ("shape", True, "no"): 340}
+    records = _faceted(skewed)
+    picked = balanced_sample(records, "qtype", 800, seed=3, within=["asks_about", "negated", "answer"])
+    strata = {}
+    for ex in picked:
+        key = (ex.meta["asks_about"], ex.meta["negated"], ex.answer)
+        strata[key] = strata.get(key, 0) + 1
+    assert strata == {key: 100 for key in skewed}  # 8 strata × 100, whatever the source's shares
+    assert len({ex.id for ex in picked}) == 800
+    again = balanced_sample(records, "qtype", 800, seed=3, within=["asks_about", "negated", "answer"])
+    assert [ex.id for ex in again] == [ex.id for ex in picked]
+    plain = balanced_sample(records, "qtype", 800, seed=3)
+    yes_share = sum(ex.answer == "yes" for ex in plain if not ex.meta["negated"] and ex.meta["asks_about"] == "color")
+    assert yes_share < 0.3 * sum(not ex.meta["negated"] and ex.meta["asks_about"] == "color" for ex in plain)
+
+
+def test_a_stratum_that_runs_out_leaves_its_share_to_the_others_and_missing_keys_are_named():
+    records = _faceted({("color", False, "no"): 50, ("color", False, "yes"): 5})
+    picked = balanced_sample(records, "qtype", 30, seed=0, within=["answer"])
+    assert sum(ex.answer == "yes" for ex in picked) == 5 and len(picked) == 30
+    with pytest.raises(ValueError, match="balance_within: record .* no meta key 'colour'"):
+        balanced_sample(records, "qtype", 10, seed=0, within=["colour"])
+    recipe = load_recipe("easyvqa-demo", {"data.balance_within": ["asks_about", "answer"]})
+    assert recipe.data.balance_within == ["asks_about", "answer"]

@@ -28,6 +28,10 @@ def add_pipeline_arguments(parser, d: DemoConfig) -> None:
                         default=format_question_weights(d.question_weights),
                         help="relative shares of the question types in the training draw, e.g. "
                              "'yes/no=2,color=1,shape=1' (yes/no questions are the hardest to learn)")
+    parser.add_argument("--balance-within", type=parse_balance_within, default=",".join(d.balance_within),
+                        help="spread each question type's share evenly over these, in turn: asks_about (colour or "
+                             "shape), negated, answer; e.g. 'asks_about,negated,answer' leaves no yes/no answer "
+                             "learnable from the phrasing alone (default: none, the source's label prior)")
     parser.add_argument("--eval-questions", type=count_or_all, default=d.eval_questions,
                         help="random test questions to score (seeded), or 'all' for the whole test split (9,673)")
     parser.add_argument("--epochs", type=positive_int, default=d.epochs, help="passes over the training questions")
@@ -54,7 +58,8 @@ def pipeline_config(args, **fields) -> DemoConfig:
         eval_questions=args.eval_questions, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         output_dir=args.output_dir, eval_batch_size=args.eval_batch_size, floor=not args.no_floor,
         progress=not args.no_progress, threads=args.threads, llm=args.llm, vision=args.vision,
-        question_weights=args.question_weights, retrain=args.retrain, data_dir=args.data_dir,
+        question_weights=args.question_weights, balance_within=args.balance_within, retrain=args.retrain,
+        data_dir=args.data_dir,
         **fields,
     )
 
@@ -76,6 +81,20 @@ def parse_question_weights(text: str | dict) -> dict:
             raise argparse.ArgumentTypeError(f"unknown question type '{name}' (easy-VQA has {', '.join(QUESTION_TYPES)})")
         weights[name] = share
     return weights
+
+
+BALANCE_KEYS = ("asks_about", "negated", "answer")  # easy-VQA's question facets (question_facets) and the answer
+
+
+def parse_balance_within(text: str | list) -> list[str]:
+    """'asks_about,answer' → ["asks_about", "answer"]; one line naming an unknown key."""
+    if isinstance(text, list):
+        return text
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in BALANCE_KEYS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown key '{unknown[0]}' (choose from {', '.join(BALANCE_KEYS)})")
+    return list(dict.fromkeys(keys))
 
 
 def format_question_weights(weights: dict) -> str:

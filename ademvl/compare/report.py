@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 from ..checkpoint import atomic_write_bytes
-from .stats import METRICS, metric, regime, test_error
+from .stats import METRICS, YES_NO_BALANCED, metric, regime, test_error
 from .variants import VARIANTS
 
 RUN_COLUMNS = ["variant", "method", "size", "seed", "epochs", "overall", *METRICS[1:], "trainable", "extra_tokens",
@@ -89,7 +89,9 @@ def markdown(result: dict) -> str:
         f"Frozen SmolLM2-135M-Instruct and easy-VQA CLIP tower; recipe `easyvqa-demo`, {c['epochs']} epoch(s)"
         + (f" or as many as {c['min_steps']} optimizer steps take" if c.get("min_steps") else "") + ", "
         f"batch {c['batch_size']}, lr {c['lr']:g}; training questions drawn per size and seed "
-        f"(question-type shares {shares}), the same draw for every variant; {n_test:,} test questions "
+        f"(question-type shares {shares}"
+        + (f", each spread evenly over {', '.join(c['balance_within'])}" if c.get("balance_within") else "")
+        + f"), the same draw for every variant; {n_test:,} test questions "
         f"(seed {c['test_seed']}), the same for every run; seeds {seeds}. Cells: exact-match accuracy (%), "
         f"mean ± sample std over seeds. At the runs' mean accuracy ({typical:.1f}%), one accuracy on "
         f"{n_test:,} questions carries a test-sampling standard error of ±{test_error(typical, n_test):.1f} "
@@ -97,9 +99,15 @@ def markdown(result: dict) -> str:
     ]
     if floor:
         parts.append(f"Floor (frozen LLM, no image): {floor['overall']:.1f} overall, "
-                     + ", ".join(f"{q} {floor['by_type'][q]:.1f}" for q in METRICS[1:] if q in floor["by_type"]) + ".")
+                     + ", ".join(f"{q} {metric(floor, q):.1f}" for q in METRICS[1:] if metric(floor, q) is not None)
+                     + ".")
     for name in METRICS:
-        parts.append(f"#### Accuracy: {name}\n\n" + accuracy_table(points, variants, sizes, name))
+        if not any(p["variant"] in variants and p[name][0] is not None for p in points):
+            continue  # runs recorded before the metric existed
+        note = ("\n\nThe mean over (asks about colour or shape, negated or not, true answer) of the yes/no "
+                "accuracy in each: 50 for answers read off the phrasing alone, whatever the label prior."
+                if name == YES_NO_BALANCED else "")
+        parts.append(f"#### Accuracy: {name}\n\n" + accuracy_table(points, variants, sizes, name) + note)
     parts.append("#### Cost\n\n" + cost_table(rows, variants)
                  + "\n\nSeconds from runs that were neither resumed nor interrupted; the load average was read "
                    "as each run started (an idle machine reads near 0).")
@@ -133,7 +141,7 @@ def plot_curves(points: list[dict], variants: list[str], path: str | Path, title
                 ax.errorbar(xs, [p[name][0] for p in mine], yerr=[p[name][1] or 0.0 for p in mine],
                             marker="o", ms=3, capsize=3, lw=1.2, label=variant)
             if floor:
-                value = floor["overall"] if name == "overall" else floor["by_type"].get(name)
+                value = metric(floor, name)
                 if value is not None:
                     ax.axhline(value, color="grey", lw=0.8, ls="--", label="no image (floor)")
             ax.set_xscale("log")
@@ -141,7 +149,9 @@ def plot_curves(points: list[dict], variants: list[str], path: str | Path, title
             ax.minorticks_off()
             low, high = ax.get_ylim()
             ax.set_ylim(max(low, -1.0), min(high, 101.0))
-            ax.set_title(name, fontsize=9)
+            if name == YES_NO_BALANCED:
+                ax.axhline(50.0, color="black", lw=0.8, ls=":")  # what answers read off the phrasing score
+            ax.set_title(f"{name} (50 = from the phrasing alone)" if name == YES_NO_BALANCED else name, fontsize=9)
             ax.set_xlabel("training questions")
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("exact-match accuracy (%), mean ± std")

@@ -6,13 +6,7 @@ import itertools
 import math
 import statistics
 
-from ..data.easyvqa import QUESTION_TYPES
-
-METRICS = ("overall", *QUESTION_TYPES)
-
-
-def metric(row: dict, name: str) -> float | None:
-    return row["overall"] if name == "overall" else row["by_type"].get(name)
+from ..demo.report import METRICS, YES_NO_BALANCED, metric  # noqa: F401  (the demo's metrics, one definition)
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:

@@ -27,6 +27,7 @@ __all__ = [
     "easyvqa_data_dir",
     "load_easyvqa",
     "question_type",
+    "question_facets",
     "normalize_answer",
     "score_exact_match",
 ]
@@ -58,6 +59,19 @@ def question_type(question: str, answer: str) -> str:
     return "other"
 
 
+def question_facets(question: str, answer: str) -> dict:
+    """What a question asks about (``"color"`` or ``"shape"``) and whether it is negated.
+
+    easy-VQA's yes/no answers follow the phrasing: 88% of "is there a <colour> shape?" are "no",
+    67% of "is there not a <shape>?" are "yes". A training draw spread over these facets and the
+    answer (``data.balance_within``) leaves nothing to learn from the phrasing alone.
+    """
+    qtype = question_type(question, answer)
+    words = question.lower().rstrip("?").split()
+    about = "shape" if qtype == "shape" or (qtype == "yes/no" and SHAPES.intersection(words)) else "color"
+    return {"asks_about": about, "negated": "not" in words or words[:2] == ["is", "no"]}
+
+
 def _read_questions(data_dir: str, part: str) -> list:
     path = os.path.join(data_dir, part, "questions.json")
     qs = read_json(path)
@@ -86,7 +100,8 @@ def load_easyvqa(
 
     Ids are ``"train_{i}"`` / ``"test_{i}"`` with ``i`` the row in the source
     file (val records keep their ``train_`` id). ``limit`` keeps the first
-    ``limit`` records in file order. ``meta``: qtype, image_id, question.
+    ``limit`` records in file order. ``meta``: qtype, image_id, question, and
+    :func:`question_facets` (asks_about, negated).
     """
     if split not in _SPLITS:
         raise ValueError(f"unknown easy-VQA split {split!r}; valid: {', '.join(_SPLITS)}")
@@ -112,7 +127,7 @@ def load_easyvqa(
                 prompt=prompt.format(question=q),
                 answer=a,
                 image=os.path.join(img_dir, f"{iid}.png"),
-                meta={"qtype": question_type(q, a), "image_id": iid, "question": q},
+                meta={"qtype": question_type(q, a), "image_id": iid, "question": q, **question_facets(q, a)},
             )
         )
     return out
@@ -134,11 +149,15 @@ def score_exact_match(preds: Mapping[str, str], examples: Iterable[VLExample]) -
     """Exact-match accuracy (percent) of normalised ``preds`` vs each example's answer.
 
     Returns ``{"overall": %, "by_type": {qtype: %}, "n": count, "n_by_type": {...}}``
-    over ``examples``; a missing prediction counts as wrong.
+    over ``examples``; a missing prediction counts as wrong. Where the yes/no records carry
+    :func:`question_facets`, ``"yes_no"`` adds their accuracy by what they ask about and a
+    ``"balanced"`` accuracy: the mean over (asks about, negated, true answer) of the accuracy in
+    each, which is 50% for a model that answers from the phrasing alone, whatever the label prior.
     """
     n = hit = 0
     t_n: dict[str, int] = {}
     t_hit: dict[str, int] = {}
+    strata: dict[tuple, list[int]] = {}
     for ex in examples:
         qt = ex.meta.get("qtype", "other")
         ok = normalize_answer(preds.get(ex.id)) == normalize_answer(ex.answer) != ""
@@ -146,9 +165,27 @@ def score_exact_match(preds: Mapping[str, str], examples: Iterable[VLExample]) -
         hit += ok
         t_n[qt] = t_n.get(qt, 0) + 1
         t_hit[qt] = t_hit.get(qt, 0) + ok
-    return {
+        if qt == "yes/no" and "asks_about" in ex.meta:
+            key = (ex.meta["asks_about"], bool(ex.meta.get("negated")), normalize_answer(ex.answer))
+            strata.setdefault(key, []).append(ok)
+    result = {
         "overall": 100.0 * hit / n if n else 0.0,
         "by_type": {k: 100.0 * t_hit[k] / t_n[k] for k in sorted(t_n)},
         "n": n,
         "n_by_type": dict(sorted(t_n.items())),
     }
+    if strata:
+        result["yes_no"] = _yes_no_facets(strata)
+    return result
+
+
+def _yes_no_facets(strata: dict[tuple, list[int]]) -> dict:
+    def percent(hits: list) -> float:
+        return 100.0 * sum(hits) / len(hits)
+
+    about = sorted({key[0] for key in strata})
+    out = {f"asks_{a}": percent([h for key, hits in strata.items() if key[0] == a for h in hits]) for a in about}
+    out["balanced"] = sum(percent(hits) for hits in strata.values()) / len(strata)
+    out["strata"] = {f"{a} {'negated' if neg else 'plain'} {ans}": round(percent(hits), 2)
+                     for (a, neg, ans), hits in sorted(strata.items())}
+    return out

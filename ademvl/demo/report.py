@@ -7,18 +7,31 @@ from pathlib import Path
 from ..data.easyvqa import QUESTION_TYPES as QTYPES
 
 
+YES_NO_BALANCED = "yes/no balanced"  # 50 for answers read off the phrasing alone (see score_exact_match)
+METRICS = ("overall", *QTYPES, YES_NO_BALANCED)
+
+
+def metric(row: dict, name: str) -> float | None:
+    """One accuracy of a result row: overall, a question type, or the balanced yes/no accuracy."""
+    if name == "overall":
+        return row["overall"]
+    if name == YES_NO_BALANCED:
+        return (row.get("yes_no") or {}).get("balanced")
+    return row["by_type"].get(name)
+
+
 def _cell(value, fmt="{:.1f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
 def format_table(rows: list[dict]) -> str:
     """rows: dicts with method, trainable, extra_tokens, train_s, eval_s, overall, by_type."""
-    header = ["method", "trainable", "extra tok", "train s", "eval s", "overall", *QTYPES]
+    header = ["method", "trainable", "extra tok", "train s", "eval s", *METRICS]
     lines = [header]
     for r in rows:
         lines.append([
             r["method"], f"{r['trainable']:,}", str(r["extra_tokens"]), _cell(r.get("train_s"), "{:.0f}"),
-            _cell(r.get("eval_s"), "{:.0f}"), _cell(r["overall"]), *(_cell(r["by_type"].get(q)) for q in QTYPES),
+            _cell(r.get("eval_s"), "{:.0f}"), *(_cell(metric(r, name)) for name in METRICS),
         ])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []

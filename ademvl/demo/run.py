@@ -30,6 +30,8 @@ class DemoConfig:
     train_questions: int = 6000     # drawn over yes/no, colour and shape questions in `question_weights`
     # yes/no questions are 75% of the test split and the hardest to learn: half the draw goes to them
     question_weights: dict = field(default_factory=lambda: {"yes/no": 2.0, "color": 1.0, "shape": 1.0})
+    # each type's share spread evenly over these (see question_facets): no answer learnable from phrasing
+    balance_within: list = field(default_factory=list)
     eval_questions: int | None = 1000  # random test questions (seeded); None = the whole test split (9,673)
     epochs: int = 1
     batch_size: int = 16
@@ -121,7 +123,7 @@ def floor_row(cfg: DemoConfig, pipeline: Pipeline, out: Path) -> dict:
                       settings={"llm": str(pipeline.llm_dir)})
     row = {"method": FLOOR, "trainable": 0, "extra_tokens": 0, "train_s": None,
            "eval_s": time.perf_counter() - start, "overall": scored["metrics"]["overall"],
-           "by_type": scored["metrics"]["by_type"]}
+           "by_type": scored["metrics"]["by_type"], "yes_no": scored["metrics"].get("yes_no")}
     atomic_write_json(record_path, {"key": key, "row": row})
     return row
 

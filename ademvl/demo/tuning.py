@@ -62,6 +62,8 @@ def demo_recipe(method: str, method_config: dict, cfg, pipeline: Pipeline, run_d
         "train.epochs": cfg.epochs, "train.batch_size": cfg.batch_size, "train.grad_accum": 1,
         "train.lr": cfg.lr, "train.seed": cfg.seed, "train.output_dir": str(run_dir),
     }
+    if cfg.balance_within:
+        overrides["data.balance_within"] = list(cfg.balance_within)
     if cfg.data_dir:
         overrides["data.data_dir"] = cfg.data_dir
     return load_recipe("easyvqa-demo", overrides)
@@ -70,6 +72,19 @@ def demo_recipe(method: str, method_config: dict, cfg, pipeline: Pipeline, run_d
 def as_recorded(recipe) -> dict:
     """The recipe as the trainer writes it to recipe.yaml (a YAML round trip)."""
     return yaml.safe_load(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+
+
+def same_recipe(recorded, recipe) -> bool:
+    """Whether a recipe recorded by an earlier run is this one. Keys the record lacks count as their
+    defaults, so that a run recorded before a recipe key was added to the library is still reused."""
+    if not isinstance(recorded, dict):
+        return False
+    from ..recipes import Recipe
+
+    defaults = as_recorded(Recipe())
+    filled = {name: ({**defaults[name], **value} if isinstance(value, dict) and isinstance(defaults.get(name), dict)
+                     else value) for name, value in recorded.items()}
+    return json.loads(json.dumps(filled)) == json.loads(json.dumps(as_recorded(recipe)))
 
 
 def _read(path: Path, loader=json.loads) -> dict | None:
@@ -91,7 +106,7 @@ def conflict(label: str, recipe, run_dir: Path) -> str | None:
     summary = _summary(run_dir)
     started = (summary is not None and not summary.get("stopped_early")) or (
         run_dir.is_dir() and latest_checkpoint(run_dir) is not None)
-    if started and recorded != as_recorded(recipe):
+    if started and not same_recipe(recorded, recipe):
         return (f"{run_dir} holds a {label} run with other settings; pass --retrain to replace it "
                 "or --output-dir to keep both")
     return None
@@ -111,7 +126,7 @@ def tune(label: str, recipe, run_dir: Path, cfg, log=print) -> dict:
     if problem:
         raise DemoError(problem)
     summary = _summary(run_dir)
-    same = _read(run_dir / "recipe.yaml", yaml.safe_load) == as_recorded(recipe)
+    same = same_recipe(_read(run_dir / "recipe.yaml", yaml.safe_load), recipe)
     if same and summary is not None and not summary.get("stopped_early"):
         log(f"{label}: reusing the run already tuned with these settings in {run_dir} (--retrain to tune again)")
         return {**summary, "adapter_dir": run_dir / Path(summary["adapter_dir"]).name, "reused": True}
@@ -129,7 +144,7 @@ def finished_row(recipe, run_dir: Path, digest: str) -> dict | None:
     summary = _summary(run_dir)
     if record is None or summary is None or summary.get("stopped_early"):
         return None
-    same = record.get("recipe") == json.loads(json.dumps(as_recorded(recipe))) and record.get("test") == digest
+    same = same_recipe(record.get("recipe"), recipe) and record.get("test") == digest
     return record.get("row") if same and isinstance(record.get("row"), dict) else None
 
 
@@ -171,7 +186,8 @@ def train_and_evaluate(label: str, method: str, method_config: dict, cfg, pipeli
         "method": method, "trainable": model.parameter_counts()["trainable"],
         "extra_tokens": model.method.extra_input_tokens, "train_s": result["seconds"],
         "eval_s": time.perf_counter() - start, "overall": scored["metrics"]["overall"],
-        "by_type": scored["metrics"]["by_type"], "train_steps": result["steps"],
+        "by_type": scored["metrics"]["by_type"], "yes_no": scored["metrics"].get("yes_no"),
+        "train_steps": result["steps"],
         "final_loss": result["final_loss"], "adapter_dir": str(result["adapter_dir"]),
         # seconds of a resumed training or evaluation cover only its last part
         "train_resumed": bool(result.get("resumed_from")), "eval_resumed": eval_resumed,
