@@ -105,6 +105,25 @@ def test_balance_within_reaches_the_recipe_and_bad_keys_are_named(capsys):
     assert "unknown key 'colour' (choose from asks_about, negated, answer)" in capsys.readouterr().err
 
 
+def test_prompt_layout_reaches_the_recipe_and_bad_ones_are_refused(capsys):
+    from ademvl.commands.demo import add_arguments, pipeline_config
+    from ademvl.demo.tuning import demo_recipe
+    import argparse
+
+    class Pipe:
+        llm_dir, vision_dir = "llm", "vision"
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = pipeline_config(parser.parse_args(["--prompt-layout", "chat"]))
+    assert cfg.prompt_layout == "chat"
+    assert demo_recipe("ademvl", {}, cfg, Pipe, "run").model.prompt_layout == "chat"
+    assert demo_recipe("ademvl", {}, DemoConfig(), Pipe, "run").model.prompt_layout == "plain"
+    with pytest.raises(SystemExit):
+        main(["demo", "--prompt-layout", "official"])
+    assert "invalid choice: 'official'" in capsys.readouterr().err
+
+
 def test_a_second_run_reuses_the_tuned_adapter_and_other_settings_are_not_overwritten(fixtures, monkeypatch, capsys):
     """Running the main job twice must not fail: same settings reuse the finished run, other settings
     stop with one line (nothing overwritten) until --retrain."""

@@ -46,6 +46,7 @@ class DemoConfig:
     vision: str | None = None  # a local vision tower directory instead of the embedded easy-VQA CLIP
     data_dir: str | None = None  # an easy-VQA layout directory instead of the installed package's data
     max_new_tokens: int = 4      # answers are one word
+    prompt_layout: str = "plain"  # plain (the paper's layout) or chat (SmolLM2-Instruct's chat template)
     retrain: bool = False        # tune again even where OUTPUT/<method> already holds a run
 
 
@@ -107,6 +108,8 @@ def floor_row(cfg: DemoConfig, pipeline: Pipeline, out: Path) -> dict:
     from ..model import VLModel
 
     key = {"llm": str(pipeline.llm_dir), "test": pipeline.test_digest, "max_new_tokens": cfg.max_new_tokens}
+    if cfg.prompt_layout != "plain":  # the plain floor's key stays as recorded before the option existed
+        key["prompt_layout"] = cfg.prompt_layout
     record_path = out / "floor_result.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     if record.get("key") == key and not cfg.retrain:
@@ -114,6 +117,7 @@ def floor_row(cfg: DemoConfig, pipeline: Pipeline, out: Path) -> dict:
         return record["row"]
     model = VLModel.from_backbones(pipeline.llm_dir, pipeline.vision_dir, alpha=0.0, use_cls=False,
                                    scales=[1]).eval()
+    model.config.prompt_layout = cfg.prompt_layout  # the floor reads its questions as the tuned runs do
     blind = [replace(ex, image=None) for ex in pipeline.test]
     pipeline.log(f"floor: the frozen LLM alone on {len(blind)} test questions, no image")
     start = time.perf_counter()

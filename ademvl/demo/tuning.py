@@ -56,7 +56,7 @@ def demo_recipe(method: str, method_config: dict, cfg, pipeline: Pipeline, run_d
 
     overrides = {
         "model.llm": pipeline.llm_dir, "model.vision": pipeline.vision_dir, "model.method": method,
-        "model.method_config": dict(method_config),
+        "model.method_config": dict(method_config), "model.prompt_layout": cfg.prompt_layout,
         "data.limit": cfg.train_questions, "data.balance_by": "qtype", "data.sample_seed": cfg.seed,
         "data.balance_weights": dict(cfg.question_weights),
         "train.epochs": cfg.epochs, "train.batch_size": cfg.batch_size, "train.grad_accum": 1,
