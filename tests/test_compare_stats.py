@@ -80,3 +80,21 @@ def test_balanced_yes_no_gets_its_table_and_panel_only_where_runs_scored_it(tmp_
 
     path = report.plot_curves(points, ["ademvl", "memvp"], tmp_path / "curves.png", "test")
     assert Image.open(path).size == (int(4.0 * 4 * 110), int(3.8 * 110))  # overall, yes/no, color, balanced
+
+
+def test_one_training_size_is_drawn_as_bars(tmp_path, monkeypatch):
+    """A comparison at one size has no curve to draw: one bar per variant, its height the mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+
+    rows = [r for r in ROWS if r["size"] == 250]
+    points = stats.curves(rows, ["ademvl", "memvp"], [250])
+    drawn, real_bar = [], Axes.bar
+    monkeypatch.setattr(Axes, "bar", lambda self, x, height, *a, **k: drawn.append((k.get("label"), height))
+                        or real_bar(self, x, height, *a, **k))
+    path = report.plot_curves(points, ["ademvl", "memvp"], tmp_path / "bars.png", "test")
+    overall = {p["variant"]: p["overall"][0] for p in points}
+    assert drawn[:2] == [("ademvl", overall["ademvl"]), ("memvp", overall["memvp"])]
+    assert path.is_file()

@@ -119,7 +119,8 @@ def markdown(result: dict) -> str:
 
 def plot_curves(points: list[dict], variants: list[str], path: str | Path, title: str,
                 floor: dict | None = None) -> Path:
-    """Accuracy against training questions (log axis), mean ± std error bars, one panel per metric."""
+    """Accuracy against training questions (log axis), mean ± std error bars, one panel per metric; at a
+    single training size, one bar per variant instead."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,6 +133,12 @@ def plot_curves(points: list[dict], variants: list[str], path: str | Path, title
     axes = axes[0]
     try:
         for ax, name in zip(axes, shown):
+            ax.set_title(f"{name} (50 = from the phrasing alone)" if name == YES_NO_BALANCED else name, fontsize=9)
+            if len(sizes) == 1:  # one training size: a curve would be a column of dots, bars read better
+                _bars(ax, points, variants, name)
+                _reference_lines(ax, name, floor)
+                ax.set_xlabel(f"{sizes[0]:,} training questions")
+                continue
             for k, variant in enumerate(variants):
                 mine = sorted((p for p in points if p["variant"] == variant and p[name][0] is not None),
                               key=lambda p: p["size"])
@@ -140,18 +147,12 @@ def plot_curves(points: list[dict], variants: list[str], path: str | Path, title
                 xs = [p["size"] * (1 + 0.015 * (k - len(variants) / 2)) for p in mine]  # a nudge: bars stay apart
                 ax.errorbar(xs, [p[name][0] for p in mine], yerr=[p[name][1] or 0.0 for p in mine],
                             marker="o", ms=3, capsize=3, lw=1.2, label=variant)
-            if floor:
-                value = metric(floor, name)
-                if value is not None:
-                    ax.axhline(value, color="grey", lw=0.8, ls="--", label="no image (floor)")
+            _reference_lines(ax, name, floor)
             ax.set_xscale("log")
             ax.set_xticks(sizes, [f"{s:,}" for s in sizes])
             ax.minorticks_off()
             low, high = ax.get_ylim()
             ax.set_ylim(max(low, -1.0), min(high, 101.0))
-            if name == YES_NO_BALANCED:
-                ax.axhline(50.0, color="black", lw=0.8, ls=":")  # what answers read off the phrasing score
-            ax.set_title(f"{name} (50 = from the phrasing alone)" if name == YES_NO_BALANCED else name, fontsize=9)
             ax.set_xlabel("training questions")
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("exact-match accuracy (%), mean ± std")
@@ -164,3 +165,27 @@ def plot_curves(points: list[dict], variants: list[str], path: str | Path, title
     finally:
         plt.close(fig)
     return path
+
+
+def _bars(ax, points: list[dict], variants: list[str], name: str) -> None:
+    """One bar per variant (mean, ± std whisker) for a comparison at a single training size."""
+    import matplotlib.pyplot as plt
+
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, variant in enumerate(variants):
+        point = next((p for p in points if p["variant"] == variant and p[name][0] is not None), None)
+        if point is not None:
+            mean, std = point[name]
+            ax.bar(k, mean, yerr=std or 0.0, capsize=3, color=colours[k % len(colours)], label=variant)
+    ax.set_xticks([])
+    ax.set_ylim(0.0, 101.0)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _reference_lines(ax, name: str, floor: dict | None) -> None:
+    """The no-image floor (dashed) and, on the balanced yes/no panel, the 50 of answers read off the phrasing."""
+    value = metric(floor, name) if floor else None
+    if value is not None:
+        ax.axhline(value, color="grey", lw=0.8, ls="--", label="no image (floor)")
+    if name == YES_NO_BALANCED:
+        ax.axhline(50.0, color="black", lw=0.8, ls=":")
