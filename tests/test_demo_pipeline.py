@@ -124,6 +124,34 @@ def test_prompt_layout_reaches_the_recipe_and_bad_ones_are_refused(capsys):
     assert "invalid choice: 'official'" in capsys.readouterr().err
 
 
+def test_the_floor_reads_its_questions_in_the_runs_layout_and_is_kept_per_layout(fixtures, monkeypatch):
+    """A chat-layout comparison is measured against a chat-layout floor, and neither floor stands in for
+    the other; the plain floor keeps the key it was recorded under before the option existed."""
+    import ademvl.evaluation as evaluation
+    from ademvl.collate import prompt_layout_of
+    from ademvl.data import load_easyvqa
+    from ademvl.demo.run import floor_row
+    from ademvl.demo.tuning import Pipeline
+
+    root, llm, vision, data = fixtures
+    seen = []
+
+    def fake_evaluate(model, *args, **kwargs):
+        seen.append(prompt_layout_of(model))
+        return {"metrics": {"overall": 0.0, "by_type": {}}}
+
+    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    pipeline = Pipeline(llm, vision, None, load_easyvqa("test", data_dir=data), log=lambda message: None)
+    out = root / "floors"
+    out.mkdir()
+    floor_row(DemoConfig(prompt_layout="chat"), pipeline, out)
+    assert json.loads((out / "floor_result.json").read_text())["key"]["prompt_layout"] == "chat"
+    floor_row(DemoConfig(), pipeline, out)  # the chat floor is not the plain one: scored again
+    assert "prompt_layout" not in json.loads((out / "floor_result.json").read_text())["key"]
+    floor_row(DemoConfig(), pipeline, out)  # same layout: reused
+    assert seen == ["chat", "plain"]
+
+
 def test_a_second_run_reuses_the_tuned_adapter_and_other_settings_are_not_overwritten(fixtures, monkeypatch, capsys):
     """Running the main job twice must not fail: same settings reuse the finished run, other settings
     stop with one line (nothing overwritten) until --retrain."""
