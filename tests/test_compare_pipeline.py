@@ -187,3 +187,57 @@ def test_bad_options_are_one_line(fixtures, capsys, extra, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0]
     assert not out.exists()
+
+
+def test_runs_recorded_elsewhere_join_the_report(methods_run, fixtures):
+    """--add-runs: another comparison's compare_results.csv (here the methods run's) reported with this one's
+    runs, its points unchanged; the union of variants and sizes in the tables and curves."""
+    first_out, _ = methods_run
+    first = json.loads((first_out / "compare_results.json").read_text())
+    out = fixtures[0] / "added"
+    assert main(args_for(fixtures, out, "--variants", "ademvl", "--train-questions", "18", "--seeds", "0,1",
+                         "--no-floor", "--add-runs", str(first_out / "compare_results.csv"))) == 0
+    result = json.loads((out / "compare_results.json").read_text())
+    assert result["variants"] == METHODS and result["sizes"] == [6, 12, 18]
+    assert sum(not r["reused"] for r in result["rows"]) == 2 and len(result["rows"]) == 22
+    points = {(p["variant"], p["size"]): p for p in result["points"]}
+    for p in first["points"]:
+        mine = points[p["variant"], p["size"]]
+        for name in ("overall", "yes/no", "color", "yes/no balanced"):
+            assert mine[name] == pytest.approx(p[name], nan_ok=True)
+    assert ("ademvl", 18) in points and ("bottleneck", 18) not in points
+    assert "| variant | 6 | 12 | 18 |" in (out / "compare_results.md").read_text()
+    with open(out / "compare_results.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 22
+
+
+def _bad_table(fixtures, methods_run, name, edit):
+    with open(methods_run[0] / "compare_results.csv") as handle:
+        lines = list(csv.DictReader(handle))
+    columns = list(lines[0])
+    edit(lines, columns)
+    path = fixtures[0] / name
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(lines)
+    return path
+
+
+@pytest.mark.parametrize("name, edit, size, message", [
+    ("other_draw.csv", lambda lines, columns: lines[3].update(test_questions="99"), "18",
+     "was scored on 99 test questions of seed 0, this comparison on 12 of seed 0"),
+    ("no_draw.csv", lambda lines, columns: columns.remove("test_seed"), "18", "no column test_seed"),
+    ("bad_cell.csv", lambda lines, columns: lines[0].update(overall="high"), "18",
+     "line 2: column 'overall' holds 'high'"),
+    ("twice.csv", lambda lines, columns: None, "6", "ademvl n=6 seed=0 is there twice"),
+])
+def test_added_runs_that_do_not_compare_are_refused_before_any_work(methods_run, fixtures, capsys, name, edit,
+                                                                     size, message):
+    table = _bad_table(fixtures, methods_run, name, edit)
+    out = fixtures[0] / f"refused-{name}"
+    code = main(args_for(fixtures, out, "--variants", "ademvl", "--train-questions", size, "--seeds", "0",
+                         "--no-floor", "--add-runs", str(table)))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0]
+    assert not (out / "runs").exists() and not (out / "compare_results.json").exists()

@@ -61,6 +61,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--min-steps", type=non_negative("step count"), default=c.min_steps,
                         help="at least this many optimizer steps per run: small sizes get more epochs over their "
                              "questions (0: every size gets --epochs)")
+    parser.add_argument("--add-runs", action="append", default=[], metavar="CSV",
+                        help="report with this comparison's runs those another one recorded (its "
+                             "compare_results.csv: another machine's, an earlier output directory's); they must "
+                             "be scored on the same test draw (--eval-questions, --test-seed) and tuned with the "
+                             "same pipeline options; repeatable")
     add_pipeline_arguments(parser, c.pipeline)
 
 
@@ -68,6 +73,7 @@ def run(args) -> int:
     variants = parse_variants(args.variants)
     cfg = CompareConfig(variants=variants, sizes=args.train_questions, seeds=args.seeds, test_seed=args.test_seed,
                         best_alpha=args.best_alpha, best_beta=args.best_beta, min_steps=args.min_steps,
+                        add_runs=args.add_runs,
                         pipeline=pipeline_config(args, methods=[]))
     run_compare(cfg)
     return 0

@@ -11,9 +11,15 @@ from ..checkpoint import atomic_write_bytes
 from .stats import METRICS, YES_NO_BALANCED, metric, regime, test_error
 from .variants import VARIANTS
 
-RUN_COLUMNS = ["variant", "method", "size", "seed", "epochs", "overall", *METRICS[1:], "trainable", "extra_tokens",
-               "train_s", "eval_s", "train_steps", "final_loss", "train_resumed", "eval_resumed", "load_average",
-               "threads"]
+RUN_COLUMNS = ["variant", "method", "size", "seed", "epochs", "test_questions", "test_seed", "overall", *METRICS[1:],
+               "trainable", "extra_tokens", "train_s", "eval_s", "train_steps", "final_loss", "train_resumed",
+               "eval_resumed", "load_average", "threads"]
+# what a recorded run must carry to be reported again (the test draw: its accuracies compare only on the same one)
+REQUIRED_COLUMNS = ["variant", "method", "size", "seed", "test_questions", "test_seed", "overall", "trainable",
+                    "extra_tokens"]
+_INTS = {"size", "seed", "epochs", "test_questions", "test_seed", "trainable", "extra_tokens", "train_steps", "threads"}
+_FLOATS = {"overall", *METRICS[1:], "train_s", "eval_s", "final_loss", "load_average"}
+_BOOLS = {"train_resumed", "eval_resumed"}
 
 
 def runs_csv(rows: list[dict]) -> str:
@@ -24,6 +30,47 @@ def runs_csv(rows: list[dict]) -> str:
     for r in rows:
         writer.writerow({**r, **{q: metric(r, q) for q in METRICS}})
     return out.getvalue()
+
+
+def read_runs(path: str | Path) -> list[dict]:
+    """The runs another comparison recorded (its compare_results.csv, as `runs_csv` writes it), as rows
+    again: how runs tuned on other machines or in other output directories join one report."""
+    path = Path(path)
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: not a run table of `ademvl compare` (no column {', '.join(missing)})")
+        return [_parse_run(line, f"{path} line {number}") for number, line in enumerate(reader, start=2)]
+
+
+def _parse_run(line: dict, where: str) -> dict:
+    """One CSV line back into the row `summarise` reads (accuracies per question type under by_type)."""
+    row = {"reused": True}
+    for column, text in line.items():
+        if column is None or column not in RUN_COLUMNS:
+            continue
+        try:
+            if text in ("", None):
+                value = None
+            elif column in _INTS:
+                value = int(text)
+            elif column in _FLOATS:
+                value = float(text)
+            elif column in _BOOLS:
+                value = {"True": True, "False": False}[text]
+            else:
+                value = text
+        except (KeyError, ValueError):
+            raise ValueError(f"{where}: column {column!r} holds {text!r}") from None
+        row[column] = value
+    for column in REQUIRED_COLUMNS:
+        if row.get(column) is None:
+            raise ValueError(f"{where}: column {column!r} is empty")
+    by_type = {q: row.pop(q, None) for q in METRICS[1:-1]}
+    row["by_type"] = {q: value for q, value in by_type.items() if value is not None}
+    row["yes_no"] = {"balanced": row.pop(METRICS[-1], None)}
+    return row
 
 
 def _pm(value: tuple) -> str:

@@ -32,6 +32,7 @@ class CompareConfig:
     best_beta: float = 0.01
     reference: str = "ademvl"           # what the other variants are compared with
     min_steps: int = 0                  # at least this many optimizer steps per run (more epochs at small sizes)
+    add_runs: list[str] = field(default_factory=list)  # other comparisons' compare_results.csv, reported with these
     # the pipeline's options (recipe, data, evaluation, backbones) as the demo takes them
     pipeline: DemoConfig = field(default_factory=lambda: DemoConfig(eval_questions=3000, output_dir="runs/compare"))
 
@@ -61,6 +62,26 @@ def _check(cfg: CompareConfig) -> None:
             raise ValueError(f"--{name} is empty")
     if any(n < 1 for n in cfg.sizes):
         raise ValueError(f"--train-questions must be positive, got {cfg.sizes}")
+
+
+def added_runs(cfg: CompareConfig, n_test: int) -> list[dict]:
+    """The runs of `cfg.add_runs`, refused unless scored on this comparison's test draw and not run here too
+    (one row per variant × size × seed: which of two would the curves mean?)."""
+    rows, seen = [], set(plan(cfg))
+    for path in cfg.add_runs:
+        for row in report.read_runs(path):
+            key = (row["variant"], row["size"], row["seed"])
+            draw = (row["test_questions"], row["test_seed"])
+            if draw != (n_test, cfg.test_seed):
+                raise ValueError(f"{path}: {key[0]} n={key[1]} seed={key[2]} was scored on {draw[0]:,} test "
+                                 f"questions of seed {draw[1]}, this comparison on {n_test:,} of seed "
+                                 f"{cfg.test_seed}: accuracies on other test draws do not compare")
+            if key in seen:
+                raise ValueError(f"{path}: {key[0]} n={key[1]} seed={key[2]} is there twice (in this comparison "
+                                 "or another --add-runs table); leave it out of one of them")
+            seen.add(key)
+            rows.append(row)
+    return rows
 
 
 def _preflight(cfg: CompareConfig, pipeline, out: Path, runs: list) -> None:
@@ -93,10 +114,15 @@ def _run_config(cfg: CompareConfig, size: int, seed: int) -> DemoConfig:
 
 
 def summarise(cfg: CompareConfig, rows: list[dict], n_test: int, floor: dict | None) -> dict:
-    points = stats.curves(rows, cfg.variants, cfg.sizes)
+    """Curves and tables over `rows`: this comparison's runs and any added ones (their variants, sizes and
+    seeds join the report's)."""
+    variants = list(dict.fromkeys([*cfg.variants, *(r["variant"] for r in rows)]))
+    sizes = sorted({*cfg.sizes, *(r["size"] for r in rows)})
+    points = stats.curves(rows, variants, sizes)
     config = {**asdict(cfg), **{k: v for k, v in asdict(cfg.pipeline).items() if k not in ("methods", "seed")}}
     config.pop("pipeline")
-    return {"config": config, "variants": cfg.variants, "sizes": cfg.sizes, "test_questions": n_test,
+    config["seeds"] = sorted({*cfg.seeds, *(r["seed"] for r in rows)})
+    return {"config": config, "variants": variants, "sizes": sizes, "test_questions": n_test,
             "reference": cfg.reference, "rows": rows, "points": points, "floor": floor,
             "separation": stats.separation(points, cfg.reference)}
 
@@ -124,11 +150,14 @@ def run_compare(cfg: CompareConfig) -> dict:
     from tqdm.auto import tqdm
 
     _check(cfg)
+    for path in cfg.add_runs:  # a missing or malformed table fails before any work
+        report.read_runs(path)
     out = Path(cfg.pipeline.output_dir)
     total = time.perf_counter()
     pipeline = open_pipeline(cfg.pipeline, test_seed=cfg.test_seed, log=_log)
     runs = plan(cfg)
     _preflight(cfg, pipeline, out, runs)
+    added = added_runs(cfg, len(pipeline.test))
     floor = floor_row(cfg.pipeline, pipeline, out) if cfg.pipeline.floor else None
     rows = []
     bar = tqdm(runs, desc="compare", unit="run", disable=not cfg.pipeline.progress)
@@ -138,17 +167,19 @@ def run_compare(cfg: CompareConfig) -> dict:
         row = train_and_evaluate(f"{variant} n={size} seed={seed}", VARIANTS[variant].method,
                                  _settings(cfg, variant, pipeline), config, pipeline, run_dir(out, variant, size, seed))
         rows.append({"variant": variant, "size": size, "seed": seed, "epochs": config.epochs,
-                     "test_questions": len(pipeline.test), **row})
+                     "test_questions": len(pipeline.test), "test_seed": cfg.test_seed, **row})
         # tables after every run: an interrupted comparison still leaves what it measured
-        write_results(summarise(cfg, rows, len(pipeline.test), floor), out, plots=False)
+        write_results(summarise(cfg, rows + added, len(pipeline.test), floor), out, plots=False)
     bar.close()
-    result = summarise(cfg, rows, len(pipeline.test), floor)
+    result = summarise(cfg, rows + added, len(pipeline.test), floor)
     result["seconds"] = time.perf_counter() - total
     write_results(result, out)
     print()
-    print(report.accuracy_table(result["points"], cfg.variants, cfg.sizes, "overall"))
+    print(report.accuracy_table(result["points"], result["variants"], result["sizes"], "overall"))
     print(f"\n{stats.regime(result['separation'])}.")
-    print(f"{len(rows)} runs ({sum(not r['reused'] for r in rows)} tuned now) on {len(pipeline.test):,} test "
+    print(f"{len(rows)} runs ({sum(not r['reused'] for r in rows)} tuned now)"
+          + (f" and {len(added)} added from {', '.join(cfg.add_runs)}" if added else "")
+          + f" on {len(pipeline.test):,} test "
           f"questions; total {result['seconds']:.0f} s; tables in {out / (RESULTS + '.md')}, "
           f"plots {', '.join(result['plots'])}")
     return result
