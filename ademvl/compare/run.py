@@ -64,12 +64,12 @@ def _check(cfg: CompareConfig) -> None:
         raise ValueError(f"--train-questions must be positive, got {cfg.sizes}")
 
 
-def added_runs(cfg: CompareConfig, n_test: int) -> list[dict]:
-    """The runs of `cfg.add_runs`, refused unless scored on this comparison's test draw and not run here too
-    (one row per variant × size × seed: which of two would the curves mean?)."""
+def added_runs(cfg: CompareConfig, tables: list[tuple[str, list[dict]]], n_test: int) -> list[dict]:
+    """The runs of the `--add-runs` tables ((path, rows) each), refused unless scored on this comparison's test draw
+    and not run here too (one row per variant × size × seed: which of two would the curves mean?)."""
     rows, seen = [], set(plan(cfg))
-    for path in cfg.add_runs:
-        for row in report.read_runs(path):
+    for path, table in tables:
+        for row in table:
             key = (row["variant"], row["size"], row["seed"])
             draw = (row["test_questions"], row["test_seed"])
             if draw != (n_test, cfg.test_seed):
@@ -150,14 +150,13 @@ def run_compare(cfg: CompareConfig) -> dict:
     from tqdm.auto import tqdm
 
     _check(cfg)
-    for path in cfg.add_runs:  # a missing or malformed table fails before any work
-        report.read_runs(path)
+    tables = [(path, report.read_runs(path)) for path in cfg.add_runs]  # a malformed one fails before any work
     out = Path(cfg.pipeline.output_dir)
     total = time.perf_counter()
     pipeline = open_pipeline(cfg.pipeline, test_seed=cfg.test_seed, log=_log)
     runs = plan(cfg)
     _preflight(cfg, pipeline, out, runs)
-    added = added_runs(cfg, len(pipeline.test))
+    added = added_runs(cfg, tables, len(pipeline.test))
     floor = floor_row(cfg.pipeline, pipeline, out) if cfg.pipeline.floor else None
     rows = []
     bar = tqdm(runs, desc="compare", unit="run", disable=not cfg.pipeline.progress)
