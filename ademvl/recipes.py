@@ -52,6 +52,7 @@ class DataSection:
     prompt_format: str | None = None  # scienceqa (e.g. CQM-A)
     prompt: str | None = None  # coco, easyvqa prompt template
     val_fraction: float | None = None  # easyvqa
+    answer_style: str | None = None  # easyvqa: word (default) | rationale ("triangle, so no" for yes/no)
     balance_by: str | None = None  # meta key (e.g. qtype): `limit` records drawn evenly across its values
     sample_seed: int = 0  # which records `balance_by` draws
     balance_weights: dict | None = None  # relative shares per value of `balance_by` (default: equal)
@@ -289,6 +290,8 @@ def validate(recipe: Recipe) -> None:
     _at_least("data", "limit", d.limit, 1)
     if d.val_fraction is not None and not 0 <= d.val_fraction < 1:
         raise RecipeError(f"recipe key 'data.val_fraction' must be in [0, 1), got {d.val_fraction!r}")
+    if d.answer_style not in (None, "word", "rationale"):
+        raise RecipeError(f"recipe key 'data.answer_style' must be word or rationale, got {d.answer_style!r}")
     if recipe.model.prompt_layout not in ("plain", "chat"):
         raise RecipeError(f"model.prompt_layout must be plain or chat, got {recipe.model.prompt_layout!r}")
     if t.mixed_precision not in MIXED_PRECISION:

@@ -231,6 +231,10 @@ def _bad_table(fixtures, methods_run, name, edit):
     ("bad_cell.csv", lambda lines, columns: lines[0].update(overall="high"), "18",
      "line 2: column 'overall' holds 'high'"),
     ("twice.csv", lambda lines, columns: None, "6", "ademvl n=6 seed=0 is there twice"),
+    ("word_answers.csv", lambda lines, columns: lines[3].update(answer_style="word"), "18",
+     "was tuned on word answers, this comparison on rationale answers"),
+    ("before_answer_styles.csv", lambda lines, columns: columns.remove("answer_style"), "18",
+     "was tuned on word answers"),  # a table written before the option holds word-answer runs
 ])
 def test_added_runs_that_do_not_compare_are_refused_before_any_work(methods_run, fixtures, capsys, name, edit,
                                                                      size, message):
@@ -241,3 +245,13 @@ def test_added_runs_that_do_not_compare_are_refused_before_any_work(methods_run,
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0]
     assert not (out / "runs").exists() and not (out / "compare_results.json").exists()
+
+
+def test_a_table_written_before_answer_styles_joins_a_word_answer_comparison(methods_run, fixtures):
+    table = _bad_table(fixtures, methods_run, "old.csv", lambda lines, columns: columns.remove("answer_style"))
+    out = fixtures[0] / "old-word"
+    assert main(args_for(fixtures, out, "--variants", "ademvl", "--train-questions", "18", "--seeds", "0",
+                         "--no-floor", "--answer-style", "word", "--add-runs", str(table))) == 0
+    with open(out / "compare_results.csv") as handle:
+        styles = [line["answer_style"] for line in csv.DictReader(handle)]
+    assert len(styles) == 21 and set(styles) == {"word"}

@@ -53,13 +53,13 @@ import importlib.util
 import json
 import math
 import os
-import re
 import site
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.easyvqa import derive_candidates  # noqa: F401  (the labels come from the questions)
 from ._cache import (BackboneNotAvailableError, build_atomically, read_recipe,
                      resolve_cache_dir)
 
@@ -141,50 +141,10 @@ def easy_vqa_data_dir() -> Path:
         f"easy-vqa data not found: the 'easy-vqa' package is not installed; run: {INSTALL_HINT}")
 
 
-_NEG = re.compile(r"\bnot\b|^is no\b")
-
-
 PALETTE = {  # exact RGB the easy-vqa generator draws each colour with
     "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "black": (0, 0, 0),
     "gray": (128, 128, 128), "teal": (0, 128, 128), "yellow": (255, 255, 0),
     "brown": (165, 42, 42)}
-
-
-def derive_candidates(questions) -> dict[int, tuple[set, set] | None]:
-    """``{image_id: (possible shapes, possible colours)}`` implied by easy-vqa
-    ``[q, a, id]`` triples (None where the constraints contradict).
-    See the module docstring for the rules."""
-    cand: dict[int, list[set[str]]] = {}
-    bad: set[int] = set()
-    for q, a, img in questions:
-        img = int(img)
-        s_set, c_set = cand.setdefault(img, [set(SHAPES), set(COLORS)])
-        words = re.findall(r"[a-z]+", q.lower())
-        ms = [w for w in words if w in SHAPES]
-        mc = [w for w in words if w in COLORS]
-        a = a.strip().lower()
-        keep_s, keep_c = set(SHAPES), set(COLORS)
-        if a in SHAPES:
-            keep_s = {a}
-            if len(mc) == 1:
-                keep_c = {mc[0]}
-        elif a in COLORS:
-            keep_c = {a}
-            if len(ms) == 1:
-                keep_s = {ms[0]}
-        elif a in ("yes", "no") and len(ms) + len(mc) == 1:
-            truth = (a == "yes") != bool(_NEG.search(q.lower()))
-            if ms:
-                keep_s = {ms[0]} if truth else set(SHAPES) - {ms[0]}
-            else:
-                keep_c = {mc[0]} if truth else set(COLORS) - {mc[0]}
-        else:
-            continue  # uninformative for our rules
-        s_set &= keep_s
-        c_set &= keep_c
-        if not s_set or not c_set:
-            bad.add(img)
-    return {i: (None if i in bad else (s, c)) for i, (s, c) in cand.items()}
 
 
 def derive_labels(questions) -> dict[int, tuple[int, int]]:

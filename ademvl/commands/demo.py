@@ -35,6 +35,9 @@ def add_pipeline_arguments(parser, d: DemoConfig) -> None:
     parser.add_argument("--prompt-layout", choices=("plain", "chat"), default=d.prompt_layout,
                         help="sample layout: plain (the paper's 'Image: … Question: … Answer:') or chat (the "
                              "instruct LLM's own chat template, the answer as the assistant turn)")
+    parser.add_argument("--answer-style", choices=("word", "rationale"), default=d.answer_style,
+                        help="how yes/no answers are written as training targets: the word alone, or the "
+                             "attribute asked about first ('triangle, so no'); scoring reads the verdict")
     parser.add_argument("--eval-questions", type=count_or_all, default=d.eval_questions,
                         help="random test questions to score (seeded), or 'all' for the whole test split (9,673)")
     parser.add_argument("--epochs", type=positive_int, default=d.epochs, help="passes over the training questions")
@@ -62,7 +65,7 @@ def pipeline_config(args, **fields) -> DemoConfig:
         output_dir=args.output_dir, eval_batch_size=args.eval_batch_size, floor=not args.no_floor,
         progress=not args.no_progress, threads=args.threads, llm=args.llm, vision=args.vision,
         question_weights=args.question_weights, balance_within=args.balance_within, retrain=args.retrain,
-        data_dir=args.data_dir, prompt_layout=args.prompt_layout,
+        data_dir=args.data_dir, prompt_layout=args.prompt_layout, answer_style=args.answer_style,
         **fields,
     )
 

@@ -11,7 +11,8 @@ from ..checkpoint import atomic_write_bytes
 from .stats import METRICS, YES_NO_BALANCED, metric, regime, test_error
 from .variants import VARIANTS
 
-RUN_COLUMNS = ["variant", "method", "size", "seed", "epochs", "test_questions", "test_seed", "overall", *METRICS[1:],
+RUN_COLUMNS = ["variant", "method", "size", "seed", "epochs", "test_questions", "test_seed", "answer_style", "overall",
+               *METRICS[1:],
                "trainable", "extra_tokens", "train_s", "eval_s", "train_steps", "final_loss", "train_resumed",
                "eval_resumed", "load_average", "threads"]
 # what a recorded run must carry to be reported again (the test draw: its accuracies compare only on the same one)
@@ -67,6 +68,7 @@ def _parse_run(line: dict, where: str) -> dict:
     for column in REQUIRED_COLUMNS:
         if row.get(column) is None:
             raise ValueError(f"{where}: column {column!r} is empty")
+    row["answer_style"] = row.get("answer_style") or "word"  # tables written before the option: word answers
     by_type = {q: row.pop(q, None) for q in METRICS[1:-1]}
     row["by_type"] = {q: value for q, value in by_type.items() if value is not None}
     row["yes_no"] = {"balanced": row.pop(METRICS[-1], None)}

@@ -76,6 +76,10 @@ def added_runs(cfg: CompareConfig, tables: list[tuple[str, list[dict]]], n_test:
                 raise ValueError(f"{path}: {key[0]} n={key[1]} seed={key[2]} was scored on {draw[0]:,} test "
                                  f"questions of seed {draw[1]}, this comparison on {n_test:,} of seed "
                                  f"{cfg.test_seed}: accuracies on other test draws do not compare")
+            if row["answer_style"] != cfg.pipeline.answer_style:
+                raise ValueError(f"{path}: {key[0]} n={key[1]} seed={key[2]} was tuned on {row['answer_style']} "
+                                 f"answers, this comparison on {cfg.pipeline.answer_style} answers (--answer-style): "
+                                 "the two learn yes/no differently, one curve cannot hold both")
             if key in seen:
                 raise ValueError(f"{path}: {key[0]} n={key[1]} seed={key[2]} is there twice (in this comparison "
                                  "or another --add-runs table); leave it out of one of them")
@@ -166,7 +170,8 @@ def run_compare(cfg: CompareConfig) -> dict:
         row = train_and_evaluate(f"{variant} n={size} seed={seed}", VARIANTS[variant].method,
                                  _settings(cfg, variant, pipeline), config, pipeline, run_dir(out, variant, size, seed))
         rows.append({"variant": variant, "size": size, "seed": seed, "epochs": config.epochs,
-                     "test_questions": len(pipeline.test), "test_seed": cfg.test_seed, **row})
+                     "test_questions": len(pipeline.test), "test_seed": cfg.test_seed,
+                     "answer_style": config.answer_style, **row})
         # tables after every run: an interrupted comparison still leaves what it measured
         write_results(summarise(cfg, rows + added, len(pipeline.test), floor), out, plots=False)
     bar.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import re
 import string
 from collections.abc import Iterable, Mapping
 
@@ -28,6 +29,7 @@ __all__ = [
     "load_easyvqa",
     "question_type",
     "question_facets",
+    "image_attributes",
     "normalize_answer",
     "score_exact_match",
 ]
@@ -35,7 +37,11 @@ __all__ = [
 DEFAULT_VQA_PROMPT = "Question: {question}\nAnswer:"
 COLORS = frozenset({"red", "green", "blue", "black", "gray", "grey", "teal", "brown", "yellow"})
 SHAPES = frozenset({"circle", "rectangle", "triangle"})
+_NEGATION = re.compile(r"\bnot\b|^is no\b")
 QUESTION_TYPES = ("yes/no", "color", "shape")  # what question_type() tells apart, in report order
+# how a yes/no answer is written as the training target: the word alone, or the attribute the question
+# asks about first ("triangle, so no"), which turns the image-to-question match into a word-to-word one
+ANSWER_STYLES = ("word", "rationale")
 _SPLITS = ("train", "val", "test")
 
 
@@ -72,6 +78,58 @@ def question_facets(question: str, answer: str) -> dict:
     return {"asks_about": about, "negated": "not" in words or words[:2] == ["is", "no"]}
 
 
+def derive_candidates(questions) -> dict[int, tuple[set, set] | None]:
+    """``{image_id: (possible shapes, possible colours)}`` implied by easy-vqa ``[q, a, id]`` triples
+    (None where the constraints contradict).
+
+    easy-VQA ships no image labels, but its questions pin them down: a naming answer ("circle"), the
+    other attribute a naming question mentions ("what color is the circle?"), and a yes/no answer
+    about one attribute (a "no" rules one value out)."""
+    shapes, colors = set(SHAPES), set(COLORS) - {"grey"}
+    cand: dict[int, list[set[str]]] = {}
+    bad: set[int] = set()
+    for q, a, img in questions:
+        img = int(img)
+        s_set, c_set = cand.setdefault(img, [set(shapes), set(colors)])
+        words = re.findall(r"[a-z]+", q.lower())
+        ms = [w for w in words if w in shapes]
+        mc = [w for w in words if w in colors]
+        a = a.strip().lower()
+        keep_s, keep_c = set(shapes), set(colors)
+        if a in shapes:
+            keep_s = {a}
+            if len(mc) == 1:
+                keep_c = {mc[0]}
+        elif a in colors:
+            keep_c = {a}
+            if len(ms) == 1:
+                keep_s = {ms[0]}
+        elif a in ("yes", "no") and len(ms) + len(mc) == 1:
+            truth = (a == "yes") != bool(_NEGATION.search(q.lower()))
+            if ms:
+                keep_s = {ms[0]} if truth else shapes - {ms[0]}
+            else:
+                keep_c = {mc[0]} if truth else colors - {mc[0]}
+        else:
+            continue  # uninformative for these rules
+        s_set &= keep_s
+        c_set &= keep_c
+        if not s_set or not c_set:
+            bad.add(img)
+    return {i: (None if i in bad else (s, c)) for i, (s, c) in cand.items()}
+
+
+def image_attributes(questions) -> dict[int, dict]:
+    """``{image_id: {"shape": …, "color": …}}`` with each attribute the questions pin down to one
+    value (:func:`derive_candidates`); an attribute they leave open is left out."""
+    out = {}
+    for img, found in derive_candidates(questions).items():
+        shapes, colors = found or (set(), set())
+        out[img] = {kind: next(iter(values)) for kind, values in (("shape", shapes), ("color", colors))
+                    if len(values) == 1}
+    return out
+
+
 def _read_questions(data_dir: str, part: str) -> list:
     path = os.path.join(data_dir, part, "questions.json")
     qs = read_json(path)
@@ -95,16 +153,24 @@ def load_easyvqa(
     limit: int | None = None,
     data_dir=None,
     prompt: str = DEFAULT_VQA_PROMPT,
+    answer_style: str = "word",
 ) -> list[VLExample]:
     """Load easy-VQA ``split`` ∈ {train, val, test} as :class:`VLExample` records.
 
     Ids are ``"train_{i}"`` / ``"test_{i}"`` with ``i`` the row in the source
     file (val records keep their ``train_`` id). ``limit`` keeps the first
-    ``limit`` records in file order. ``meta``: qtype, image_id, question, and
-    :func:`question_facets` (asks_about, negated).
+    ``limit`` records in file order. ``meta``: qtype, image_id, question, answer (the source's word,
+    whatever the answer style), and :func:`question_facets` (asks_about, negated).
+
+    ``answer_style="rationale"`` writes a yes/no answer as the attribute asked about, then the
+    verdict ("is there a circle?" → ``"triangle, so no"``; :func:`image_attributes`), so that a model
+    names what it sees before it compares; the scorer reads the verdict (:func:`normalize_answer`).
+    A record whose asked attribute its split leaves open keeps the bare word.
     """
     if split not in _SPLITS:
         raise ValueError(f"unknown easy-VQA split {split!r}; valid: {', '.join(_SPLITS)}")
+    if answer_style not in ANSWER_STYLES:
+        raise ValueError(f"unknown easy-VQA answer_style {answer_style!r}; valid: {', '.join(ANSWER_STYLES)}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     data_dir = easyvqa_data_dir() if data_dir is None else os.fspath(data_dir)
@@ -115,19 +181,22 @@ def load_easyvqa(
         val = _val_images((q[2] for q in qs), val_fraction, seed)
         keep = (lambda iid: iid in val) if split == "val" else (lambda iid: iid not in val)
     img_dir = os.path.join(data_dir, part, "images")
+    attributes = image_attributes(qs) if answer_style == "rationale" else {}
     out: list[VLExample] = []
     for i, (q, a, iid) in enumerate(qs):
         if keep is not None and not keep(iid):
             continue
         if limit is not None and len(out) >= limit:
             break
+        meta = {"qtype": question_type(q, a), "image_id": iid, "question": q, "answer": a, **question_facets(q, a)}
+        asked = attributes.get(int(iid), {}).get(meta["asks_about"]) if meta["qtype"] == "yes/no" else None
         out.append(
             VLExample(
                 id=f"{part}_{i}",
                 prompt=prompt.format(question=q),
-                answer=a,
+                answer=f"{asked}, so {a}" if asked else a,
                 image=os.path.join(img_dir, f"{iid}.png"),
-                meta={"qtype": question_type(q, a), "image_id": iid, "question": q, **question_facets(q, a)},
+                meta=meta,
             )
         )
     return out
@@ -137,11 +206,15 @@ _PUNCT = string.punctuation
 
 
 def normalize_answer(text: str | None) -> str:
-    """Lower-case, strip, keep the first word, strip punctuation around it.
+    """Lower-case, strip, keep the first word (of the verdict after a rationale's last "so"), strip
+    punctuation around it.
 
-    ``" Circle."`` → ``"circle"``; ``"Yes, it is"`` → ``"yes"``; ``""`` → ``""``.
+    ``" Circle."`` → ``"circle"``; ``"Yes, it is"`` → ``"yes"``; ``"triangle, so no"`` → ``"no"``;
+    ``""`` → ``""``.
     """
     words = (text or "").strip().lower().split()
+    if "so" in words[1:]:  # "<attribute>, so <verdict>": the verdict is the answer
+        words = words[len(words) - words[::-1].index("so"):]
     return words[0].strip(_PUNCT) if words else ""
 
 

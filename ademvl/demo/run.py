@@ -48,6 +48,14 @@ class DemoConfig:
     max_new_tokens: int = 4      # answers are one word
     prompt_layout: str = "plain"  # plain (the paper's layout) or chat (SmolLM2-Instruct's chat template)
     retrain: bool = False        # tune again even where OUTPUT/<method> already holds a run
+    # yes/no targets name the asked attribute first ("triangle, so no"; docs/results.md: without it every
+    # method answers yes/no from the phrasing), or "word" (the answer alone, as the source has it)
+    answer_style: str = "rationale"
+
+    @property
+    def answer_tokens(self) -> int:
+        """New tokens a tuned model's answer may take: a rationale ("teal, so yes") takes up to 5."""
+        return self.max_new_tokens if self.answer_style == "word" else max(self.max_new_tokens, 8)
 
 
 def demo_method_config(method: str, vision) -> dict:

@@ -64,6 +64,8 @@ def demo_recipe(method: str, method_config: dict, cfg, pipeline: Pipeline, run_d
     }
     if cfg.balance_within:
         overrides["data.balance_within"] = list(cfg.balance_within)
+    if cfg.answer_style != "word":  # a word-style recipe stays as recorded before the option existed
+        overrides["data.answer_style"] = cfg.answer_style
     if cfg.data_dir:
         overrides["data.data_dir"] = cfg.data_dir
     return load_recipe("easyvqa-demo", overrides)
@@ -180,7 +182,7 @@ def train_and_evaluate(label: str, method: str, method_config: dict, cfg, pipeli
     log(f"{label}: evaluating on {len(pipeline.test)} test questions")
     start = time.perf_counter()
     scored = evaluate(model, tokenizer, processor, "easyvqa", pipeline.test, batch_size=cfg.eval_batch_size,
-                      max_new_tokens=cfg.max_new_tokens, progress=cfg.progress, output=output, resume=True,
+                      max_new_tokens=cfg.answer_tokens, progress=cfg.progress, output=output, resume=True,
                       settings={"adapter": str(result["adapter_dir"])})
     row = {
         "method": method, "trainable": model.parameter_counts()["trainable"],

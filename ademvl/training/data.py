@@ -24,7 +24,7 @@ from ..recipes import DataSection, RecipeError
 logger = logging.getLogger(__name__)
 
 LOADER_KEYS = ("split", "limit", "root", "image_root", "karpathy_json", "json_path", "data_dir",
-               "prompt_format", "prompt", "val_fraction")
+               "prompt_format", "prompt", "val_fraction", "answer_style")
 
 
 def loader_kwargs(data: DataSection) -> dict:
