@@ -140,7 +140,9 @@ def markdown(result: dict) -> str:
         f"batch {c['batch_size']}, lr {c['lr']:g}; training questions drawn per size and seed "
         f"(question-type shares {shares}"
         + (f", each spread evenly over {', '.join(c['balance_within'])}" if c.get("balance_within") else "")
-        + f"), the same draw for every variant; {n_test:,} test questions "
+        + f"), the same draw for every variant; {c.get('answer_style', 'word')} answers to yes/no questions"
+        + (" (the asked attribute, then the verdict)" if c.get("answer_style") == "rationale" else "")
+        + f"; {n_test:,} test questions "
         f"(seed {c['test_seed']}), the same for every run; seeds {seeds}. Cells: exact-match accuracy (%), "
         f"mean ± sample std over seeds. At the runs' mean accuracy ({typical:.1f}%), one accuracy on "
         f"{n_test:,} questions carries a test-sampling standard error of ±{test_error(typical, n_test):.1f} "
