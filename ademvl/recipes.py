@@ -290,8 +290,11 @@ def validate(recipe: Recipe) -> None:
     _at_least("data", "limit", d.limit, 1)
     if d.val_fraction is not None and not 0 <= d.val_fraction < 1:
         raise RecipeError(f"recipe key 'data.val_fraction' must be in [0, 1), got {d.val_fraction!r}")
-    if d.answer_style not in (None, "word", "rationale"):
-        raise RecipeError(f"recipe key 'data.answer_style' must be word or rationale, got {d.answer_style!r}")
+    from .data.easyvqa import ANSWER_STYLES
+
+    if d.answer_style is not None and d.answer_style not in ANSWER_STYLES:
+        raise RecipeError(f"recipe key 'data.answer_style' must be one of {', '.join(ANSWER_STYLES)}, "
+                          f"got {d.answer_style!r}")
     if recipe.model.prompt_layout not in ("plain", "chat"):
         raise RecipeError(f"model.prompt_layout must be plain or chat, got {recipe.model.prompt_layout!r}")
     if t.mixed_precision not in MIXED_PRECISION:

@@ -59,7 +59,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.easyvqa import derive_candidates  # noqa: F401  (the labels come from the questions)
+from ..data.easyvqa import derive_candidates
 from ._cache import (BackboneNotAvailableError, build_atomically, read_recipe,
                      resolve_cache_dir)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.easyvqa import QUESTION_TYPES
+from ..data.easyvqa import ANSWER_STYLES, QUESTION_TYPES
 from ..demo import DemoConfig, run_demo
 from .options import count_or_all, positive_float, positive_int
 
@@ -35,7 +35,7 @@ def add_pipeline_arguments(parser, d: DemoConfig) -> None:
     parser.add_argument("--prompt-layout", choices=("plain", "chat"), default=d.prompt_layout,
                         help="sample layout: plain (the paper's 'Image: … Question: … Answer:') or chat (the "
                              "instruct LLM's own chat template, the answer as the assistant turn)")
-    parser.add_argument("--answer-style", choices=("word", "rationale"), default=d.answer_style,
+    parser.add_argument("--answer-style", choices=ANSWER_STYLES, default=d.answer_style,
                         help="how yes/no answers are written as training targets: the word alone, or the "
                              "attribute asked about first ('triangle, so no'); scoring reads the verdict")
     parser.add_argument("--eval-questions", type=count_or_all, default=d.eval_questions,

@@ -37,7 +37,6 @@ __all__ = [
 DEFAULT_VQA_PROMPT = "Question: {question}\nAnswer:"
 COLORS = frozenset({"red", "green", "blue", "black", "gray", "grey", "teal", "brown", "yellow"})
 SHAPES = frozenset({"circle", "rectangle", "triangle"})
-_NEGATION = re.compile(r"\bnot\b|^is no\b")
 QUESTION_TYPES = ("yes/no", "color", "shape")  # what question_type() tells apart, in report order
 # how a yes/no answer is written as the training target: the word alone, or the attribute the question
 # asks about first ("triangle, so no"), which turns the image-to-question match into a word-to-word one
@@ -105,7 +104,7 @@ def derive_candidates(questions) -> dict[int, tuple[set, set] | None]:
             if len(ms) == 1:
                 keep_s = {ms[0]}
         elif a in ("yes", "no") and len(ms) + len(mc) == 1:
-            truth = (a == "yes") != bool(_NEGATION.search(q.lower()))
+            truth = (a == "yes") != question_facets(q, a)["negated"]
             if ms:
                 keep_s = {ms[0]} if truth else shapes - {ms[0]}
             else:
