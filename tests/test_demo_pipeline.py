@@ -1,5 +1,6 @@
 """A miniature of `ademvl demo`: tiny random LLM, a few solid-colour images, same code path."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -172,6 +173,11 @@ def test_a_second_run_reuses_the_tuned_adapter_and_other_settings_are_not_overwr
     second = json.loads((out / "demo_results.json").read_text())["rows"][0]
     assert calls == [] and second["reused"] and second["overall"] == first["overall"]
     assert "reusing the run already tuned" in capsys.readouterr().out
+    moved = root / "moved"  # another output directory (another machine's copy): still the same run
+    shutil.copytree(out, moved)
+    assert main(args[:-1] + [str(moved)]) == 0
+    assert calls == [] and json.loads((moved / "demo_results.json").read_text())["rows"][0]["reused"]
+    capsys.readouterr()
 
     assert main(args[:-2] + ["--output-dir", str(out), "--lr", "0.02"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
@@ -196,3 +202,17 @@ def test_a_run_recorded_before_a_recipe_key_existed_is_still_the_same_run():
     assert not same_recipe(None, recipe)
     balanced = demo_recipe("ademvl", {}, DemoConfig(balance_within=["answer"]), Pipe, "run")
     assert not same_recipe(as_recorded(recipe), balanced)
+
+
+def test_a_run_copied_to_another_output_directory_is_still_the_same_run():
+    from ademvl.demo.tuning import as_recorded, demo_recipe, same_recipe
+
+    class Pipe:
+        llm_dir, vision_dir = "llm", "vision"
+
+    here = demo_recipe("ademvl", {}, DemoConfig(), Pipe, "runs/compare/ademvl/n6000/seed0")
+    elsewhere = demo_recipe("ademvl", {}, DemoConfig(), Pipe, "/other/machine/demo/ademvl")
+    assert as_recorded(here)["train"]["output_dir"] != as_recorded(elsewhere)["train"]["output_dir"]
+    assert same_recipe(as_recorded(elsewhere), here)
+    other_seed = demo_recipe("ademvl", {}, DemoConfig(seed=1), Pipe, "/other/machine/demo/ademvl")
+    assert not same_recipe(as_recorded(other_seed), here)

@@ -78,7 +78,9 @@ def as_recorded(recipe) -> dict:
 
 def same_recipe(recorded, recipe) -> bool:
     """Whether a recipe recorded by an earlier run is this one. Keys the record lacks count as their
-    defaults, so that a run recorded before a recipe key was added to the library is still reused."""
+    defaults, so that a run recorded before a recipe key was added to the library is still reused; where
+    it was written does not count, so that a run directory copied from another output directory or
+    machine is reused where it now lies."""
     if not isinstance(recorded, dict):
         return False
     from ..recipes import Recipe
@@ -86,7 +88,15 @@ def same_recipe(recorded, recipe) -> bool:
     defaults = as_recorded(Recipe())
     filled = {name: ({**defaults[name], **value} if isinstance(value, dict) and isinstance(defaults.get(name), dict)
                      else value) for name, value in recorded.items()}
-    return json.loads(json.dumps(filled)) == json.loads(json.dumps(as_recorded(recipe)))
+    return _placeless(filled) == _placeless(as_recorded(recipe))
+
+
+def _placeless(recorded: dict) -> dict:
+    """A recorded recipe without its output directory, in JSON's types."""
+    plain = json.loads(json.dumps(recorded))
+    if isinstance(plain.get("train"), dict):
+        plain["train"].pop("output_dir", None)
+    return plain
 
 
 def _read(path: Path, loader=json.loads) -> dict | None:
