@@ -2,7 +2,9 @@
 and seed through the demo's pipeline (same backbones, recipe, trainer and evaluator), all scored on one
 seeded test draw. Writes OUTPUT-DIR/compare_results.{json,csv,md} (mean ± std over seeds, costs, and
 where variants differ beyond the seed spread) and curves_*.png (accuracy vs training questions with
-error bars). Finished runs are reused and interrupted ones resumed, so the same command carries on.
+error bars). Finished runs are reused and interrupted ones resumed, so the same command carries on;
+a run directory copied to OUTPUT-DIR/runs/VARIANT/nSIZE/seedSEED (a demo's, another machine's) counts
+as that run where its settings are the same.
 
 Variants: the groups methods, ablations, all, or names (see --variants)."""
 from __future__ import annotations
