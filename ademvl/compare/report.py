@@ -8,18 +8,18 @@ import textwrap
 from pathlib import Path
 
 from ..checkpoint import atomic_write_bytes
-from .stats import METRICS, YES_NO_BALANCED, metric, regime, test_error
+from .stats import CONTRADICTING, METRICS, YES_NO_BALANCED, metric, regime, test_error
 from .variants import VARIANTS
 
 RUN_COLUMNS = ["variant", "method", "size", "seed", "epochs", "test_questions", "test_seed", "answer_style", "overall",
-               *METRICS[1:],
+               *METRICS[1:], CONTRADICTING,
                "trainable", "extra_tokens", "train_s", "eval_s", "train_steps", "final_loss", "train_resumed",
                "eval_resumed", "load_average", "threads"]
 # what a recorded run must carry to be reported again (the test draw: its accuracies compare only on the same one)
 REQUIRED_COLUMNS = ["variant", "method", "size", "seed", "test_questions", "test_seed", "overall", "trainable",
                     "extra_tokens"]
 _INTS = {"size", "seed", "epochs", "test_questions", "test_seed", "trainable", "extra_tokens", "train_steps", "threads"}
-_FLOATS = {"overall", *METRICS[1:], "train_s", "eval_s", "final_loss", "load_average"}
+_FLOATS = {"overall", *METRICS[1:], CONTRADICTING, "train_s", "eval_s", "final_loss", "load_average"}
 _BOOLS = {"train_resumed", "eval_resumed"}
 
 
@@ -29,7 +29,7 @@ def runs_csv(rows: list[dict]) -> str:
     writer = csv.DictWriter(out, RUN_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({**r, **{q: metric(r, q) for q in METRICS}})
+        writer.writerow({**r, **{q: metric(r, q) for q in (*METRICS, CONTRADICTING)}})
     return out.getvalue()
 
 
@@ -71,7 +71,7 @@ def _parse_run(line: dict, where: str) -> dict:
     row["answer_style"] = row.get("answer_style") or "word"  # tables written before the option: word answers
     by_type = {q: row.pop(q, None) for q in METRICS[1:-1]}
     row["by_type"] = {q: value for q, value in by_type.items() if value is not None}
-    row["yes_no"] = {"balanced": row.pop(METRICS[-1], None)}
+    row["yes_no"] = {"balanced": row.pop(YES_NO_BALANCED, None), "contradicting": row.pop(CONTRADICTING, None)}
     return row
 
 
@@ -159,6 +159,12 @@ def markdown(result: dict) -> str:
                 "accuracy in each: 50 for answers read off the phrasing alone, whatever the label prior."
                 if name == YES_NO_BALANCED else "")
         parts.append(f"#### Accuracy: {name}\n\n" + accuracy_table(points, variants, sizes, name) + note)
+    if any(p["variant"] in variants and p[CONTRADICTING][0] is not None for p in points):
+        parts.append("#### Yes/no: verdicts that contradict the model's own rationale\n\n"
+                     + accuracy_table(points, variants, sizes, CONTRADICTING)
+                     + "\n\nOf the yes/no answers written as a rationale (\"triangle, so no\"), the % whose verdict is "
+                       "not the one the named attribute implies: the comparison failed, whatever the image shows "
+                       "(0 for a model that compares what it names; – for runs recorded before the count).")
     parts.append("#### Cost\n\n" + cost_table(rows, variants)
                  + "\n\nSeconds from runs that were neither resumed nor interrupted; the load average was read "
                    "as each run started (an idle machine reads near 0).")

@@ -31,6 +31,7 @@ __all__ = [
     "question_facets",
     "image_attributes",
     "normalize_answer",
+    "rationale_follows",
     "score_exact_match",
 ]
 
@@ -217,6 +218,31 @@ def normalize_answer(text: str | None) -> str:
     return words[0].strip(_PUNCT) if words else ""
 
 
+def rationale_follows(question: str, prediction: str | None) -> bool | None:
+    """Whether a rationale answer's verdict is the one its own named attribute implies: "triangle, so no"
+    to "is there a circle?" follows, "triangle, so yes" does not, whatever the image shows.
+
+    None where there is nothing to check: the prediction is not "<colour or shape>, so <yes or no>", or
+    the question does not name one value of that kind. A verdict that contradicts the model's own
+    rationale is a failed comparison, told apart from a misread image (docs/results.md)."""
+    words = (prediction or "").strip().lower().split()
+    verdict = normalize_answer(prediction)
+    if len(words) < 3 or "so" not in words[1:] or verdict not in ("yes", "no"):
+        return None
+    named = _canonical(words[0].strip(_PUNCT))
+    kind = SHAPES if named in SHAPES else COLORS if named in COLORS else None
+    asked = {_canonical(w) for w in re.findall(r"[a-z]+", question.lower())} & (kind or set())
+    if len(asked) != 1:
+        return None
+    shown = named in asked
+    negated = question_facets(question, verdict)["negated"]
+    return verdict == ("yes" if shown != negated else "no")
+
+
+def _canonical(word: str) -> str:
+    return "gray" if word == "grey" else word
+
+
 def score_exact_match(preds: Mapping[str, str], examples: Iterable[VLExample]) -> dict:
     """Exact-match accuracy (percent) of normalised ``preds`` vs each example's answer.
 
@@ -224,12 +250,15 @@ def score_exact_match(preds: Mapping[str, str], examples: Iterable[VLExample]) -
     over ``examples``; a missing prediction counts as wrong. Where the yes/no records carry
     :func:`question_facets`, ``"yes_no"`` adds their accuracy by what they ask about and a
     ``"balanced"`` accuracy: the mean over (asks about, negated, true answer) of the accuracy in
-    each, which is 50% for a model that answers from the phrasing alone, whatever the label prior.
+    each, which is 50% for a model that answers from the phrasing alone, whatever the label prior;
+    and, where the predictions are rationales, how many there are and what share of their verdicts
+    contradicts the attribute they name (:func:`rationale_follows`).
     """
     n = hit = 0
     t_n: dict[str, int] = {}
     t_hit: dict[str, int] = {}
     strata: dict[tuple, list[int]] = {}
+    follows: list[bool] = []
     for ex in examples:
         qt = ex.meta.get("qtype", "other")
         ok = normalize_answer(preds.get(ex.id)) == normalize_answer(ex.answer) != ""
@@ -240,6 +269,9 @@ def score_exact_match(preds: Mapping[str, str], examples: Iterable[VLExample]) -
         if qt == "yes/no" and "asks_about" in ex.meta:
             key = (ex.meta["asks_about"], bool(ex.meta.get("negated")), normalize_answer(ex.answer))
             strata.setdefault(key, []).append(ok)
+        checked = rationale_follows(ex.meta.get("question", ""), preds.get(ex.id)) if qt == "yes/no" else None
+        if checked is not None:
+            follows.append(checked)
     result = {
         "overall": 100.0 * hit / n if n else 0.0,
         "by_type": {k: 100.0 * t_hit[k] / t_n[k] for k in sorted(t_n)},
@@ -248,6 +280,9 @@ def score_exact_match(preds: Mapping[str, str], examples: Iterable[VLExample]) -
     }
     if strata:
         result["yes_no"] = _yes_no_facets(strata)
+        if follows:
+            result["yes_no"]["rationales"] = len(follows)
+            result["yes_no"]["contradicting"] = 100.0 * follows.count(False) / len(follows)
     return result
 
 

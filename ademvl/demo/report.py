@@ -9,14 +9,19 @@ from ..data.easyvqa import QUESTION_TYPES as QTYPES
 
 YES_NO_BALANCED = "yes/no balanced"  # 50 for answers read off the phrasing alone (see score_exact_match)
 METRICS = ("overall", *QTYPES, YES_NO_BALANCED)
+# % of yes/no rationale answers whose verdict contradicts the attribute they name: a failed comparison
+# rather than a misread image (score_exact_match); not an accuracy, so reported beside them, not among them
+CONTRADICTING = "yes/no contradicting"
+_YES_NO_KEYS = {YES_NO_BALANCED: "balanced", CONTRADICTING: "contradicting"}
 
 
 def metric(row: dict, name: str) -> float | None:
-    """One accuracy of a result row: overall, a question type, or the balanced yes/no accuracy."""
+    """One number of a result row: overall, a question type, the balanced yes/no accuracy, or the share of
+    rationale verdicts that contradict their own attribute."""
     if name == "overall":
         return row["overall"]
-    if name == YES_NO_BALANCED:
-        return (row.get("yes_no") or {}).get("balanced")
+    if name in _YES_NO_KEYS:
+        return (row.get("yes_no") or {}).get(_YES_NO_KEYS[name])
     return row["by_type"].get(name)
 
 

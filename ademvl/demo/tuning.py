@@ -160,6 +160,20 @@ def finished_row(recipe, run_dir: Path, digest: str) -> dict | None:
     return record.get("row") if same and isinstance(record.get("row"), dict) else None
 
 
+def rescored(row: dict, predictions: Path, examples) -> dict:
+    """A recorded row with its scores computed again from the run's saved predictions, so that a reused run
+    reports what the current scorer reads in them (a count added since it ran); as recorded where the
+    predictions are gone or do not cover the test questions."""
+    from ..data import score_exact_match
+
+    saved = _read(predictions) or {}
+    answers = {r.get("id"): r.get("generated") for r in saved.get("predictions", []) if isinstance(r, dict)}
+    if not examples or any(ex.id not in answers for ex in examples):
+        return row
+    scores = score_exact_match(answers, examples)
+    return {**row, "overall": scores["overall"], "by_type": scores["by_type"], "yes_no": scores.get("yes_no")}
+
+
 def load_average() -> float | None:
     """The 1-minute load average when a timing starts: what tells an idle machine's seconds from a busy one's."""
     try:
@@ -183,7 +197,7 @@ def train_and_evaluate(label: str, method: str, method_config: dict, cfg, pipeli
     if row is not None:
         log(f"{label}: reusing the run already tuned and evaluated with these settings in {run_dir} "
             "(--retrain to tune again)")
-        return {**row, "reused": True, "eval_reused": True}
+        return {**rescored(row, run_dir / EVAL_NAME, pipeline.test), "reused": True, "eval_reused": True}
     load = load_average()
     result = tune(label, recipe, run_dir, cfg, log)
     model, tokenizer, processor = load_for_eval(result["adapter_dir"])
