@@ -576,11 +576,10 @@ def tiny_clip_path(cache_dir: str | os.PathLike | None = None, seed: int = 0,
         return target
     easy_vqa_data_dir()  # fail fast with the install hint
     t0 = time.perf_counter()
-    if progress:
-        print(f"[ademvl] building easy-VQA tiny CLIP tower -> {target}", file=sys.stderr)
+    # announced whatever `progress` says (it governs the bars): a silent one-off build of minutes looks hung
+    print(f"[ademvl] building easy-VQA tiny CLIP tower -> {target} (one-off, ~4-5 min on 2 cores)", file=sys.stderr)
     build_atomically(target, want, lambda tmp: _build(tmp, recipe, seed, progress))
-    if progress:
-        print(f"[ademvl] tiny CLIP ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(f"[ademvl] tiny CLIP ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return target
 
 

@@ -99,7 +99,7 @@ def test_supervised_heads_and_augment_train(tmp_path):
                        recipe=TinyClipRecipe(**{**r.__dict__, "sup_layers": "first"}))
 
 
-def test_build_roundtrip_processor_and_reuse(tmp_path, count_builds, monkeypatch):
+def test_build_roundtrip_processor_and_reuse(tmp_path, count_builds, monkeypatch, capsys):
     from PIL import Image
     from transformers import AutoImageProcessor, CLIPVisionModel
 
@@ -110,6 +110,8 @@ def test_build_roundtrip_processor_and_reuse(tmp_path, count_builds, monkeypatch
     cache = tmp_path / "clip"
     p = tiny_clip_path(cache, seed=0, progress=False, recipe=TINY)
     assert p == cache and len(count_builds) == 1
+    said = capsys.readouterr().err  # the one-off build is announced even without progress bars
+    assert "building easy-VQA tiny CLIP tower" in said and "tiny CLIP ready in" in said
     assert {"config.json", "model.safetensors", "preprocessor_config.json",
             _cache.RECIPE_FILE} <= set(_files(p))
     stamp = json.loads((p / _cache.RECIPE_FILE).read_text())
@@ -137,6 +139,7 @@ def test_build_roundtrip_processor_and_reuse(tmp_path, count_builds, monkeypatch
     before = _files(p)
     assert tiny_clip_path(cache, seed=0, progress=False, recipe=TINY) == p
     assert len(count_builds) == 1 and _files(p) == before
+    assert "building" not in capsys.readouterr().err
     assert sorted(x.name for x in tmp_path.iterdir()) == ["clip"]
 
 
