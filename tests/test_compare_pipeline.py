@@ -235,6 +235,8 @@ def _bad_table(fixtures, methods_run, name, edit):
      "was tuned on word answers, this comparison on rationale answers"),
     ("before_answer_styles.csv", lambda lines, columns: columns.remove("answer_style"), "18",
      "was tuned on word answers"),  # a table written before the option holds word-answer runs
+    ("other_tower.csv", lambda lines, columns: lines[3].update(backbones="0123456789abcdef"), "18",
+     "was tuned on other backbone weights (0123456789abcdef"),
 ])
 def test_added_runs_that_do_not_compare_are_refused_before_any_work(methods_run, fixtures, capsys, name, edit,
                                                                      size, message):
@@ -255,3 +257,38 @@ def test_a_table_written_before_answer_styles_joins_a_word_answer_comparison(met
     with open(out / "compare_results.csv") as handle:
         styles = [line["answer_style"] for line in csv.DictReader(handle)]
     assert len(styles) == 21 and set(styles) == {"word"}
+
+
+def test_every_run_records_the_backbone_weights_it_was_tuned_on(methods_run, fixtures):
+    """One fingerprint of the LLM and tower weights for every run, in the rows, the table and the report;
+    a table written before the column joins as it is."""
+    from ademvl.demo.tuning import backbones_digest
+
+    out, _ = methods_run
+    _, llm, vision, _ = fixtures
+    digest = backbones_digest(llm, vision)
+    result = json.loads((out / "compare_results.json").read_text())
+    assert len(digest) == 16 and result["backbones"] == digest
+    assert {r["backbones"] for r in result["rows"]} == {digest}
+    assert f"backbone weights {digest}" in (out / "compare_results.md").read_text()
+    table = _bad_table(fixtures, methods_run, "before_backbones.csv", lambda lines, columns: columns.remove("backbones"))
+    joined = fixtures[0] / "before-backbones"
+    assert main(args_for(fixtures, joined, "--variants", "ademvl", "--train-questions", "18", "--seeds", "0",
+                         "--no-floor", "--add-runs", str(table))) == 0
+    assert len(json.loads((joined / "compare_results.json").read_text())["rows"]) == 21
+
+
+def test_a_run_tuned_on_other_backbone_weights_is_refused_before_any_work(methods_run, capsys):
+    """A run directory copied from a machine whose tower build came out otherwise is not this run."""
+    out, args = methods_run
+    record_path = out / "runs" / "lavin" / "n12" / "seed1" / "run_result.json"
+    record = json.loads(record_path.read_text())
+    results = (out / "compare_results.json").read_bytes()
+    record_path.write_text(json.dumps({**record, "backbones": "feedfacefeedface"}))
+    try:
+        assert main(args) == 2
+    finally:
+        record_path.write_text(json.dumps(record))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tuned on other backbone weights (feedfacefeedface" in err[0] and "--retrain" in err[0]
+    assert (out / "compare_results.json").read_bytes() == results

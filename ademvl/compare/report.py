@@ -14,7 +14,7 @@ from .variants import VARIANTS
 RUN_COLUMNS = ["variant", "method", "size", "seed", "epochs", "test_questions", "test_seed", "answer_style", "overall",
                *METRICS[1:], CONTRADICTING,
                "trainable", "extra_tokens", "train_s", "eval_s", "train_steps", "final_loss", "train_resumed",
-               "eval_resumed", "load_average", "threads"]
+               "eval_resumed", "load_average", "threads", "backbones"]
 # what a recorded run must carry to be reported again (the test draw: its accuracies compare only on the same one)
 REQUIRED_COLUMNS = ["variant", "method", "size", "seed", "test_questions", "test_seed", "overall", "trainable",
                     "extra_tokens"]
@@ -143,8 +143,10 @@ def markdown(result: dict) -> str:
         + f"), the same draw for every variant; {c.get('answer_style', 'word')} answers to yes/no questions"
         + (" (the asked attribute, then the verdict)" if c.get("answer_style") == "rationale" else "")
         + f"; {n_test:,} test questions "
-        f"(seed {c['test_seed']}), the same for every run; seeds {seeds}. Cells: exact-match accuracy (%), "
-        f"mean ± sample std over seeds. At the runs' mean accuracy ({typical:.1f}%), one accuracy on "
+        f"(seed {c['test_seed']}), the same for every run; seeds {seeds}"
+        + (f"; backbone weights {result['backbones']}" if result.get("backbones") else "")
+        + ". Cells: exact-match accuracy (%), mean ± sample std over seeds. "
+        f"At the runs' mean accuracy ({typical:.1f}%), one accuracy on "
         f"{n_test:,} questions carries a test-sampling standard error of ±{test_error(typical, n_test):.1f} "
         "points (the same questions for every run, so it shifts runs together more than it separates them).",
     ]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..checkpoint import atomic_write_bytes, atomic_write_json
 from ..demo.run import DemoConfig, floor_row, open_pipeline
-from ..demo.tuning import DemoError, conflict, demo_recipe, train_and_evaluate
+from ..demo.tuning import DemoError, conflict, demo_recipe, other_backbones, train_and_evaluate
 from . import report, stats
 from .variants import GROUPS, VARIANTS, groups_of
 
@@ -64,9 +64,10 @@ def _check(cfg: CompareConfig) -> None:
         raise ValueError(f"--train-questions must be positive, got {cfg.sizes}")
 
 
-def added_runs(cfg: CompareConfig, tables: list[tuple[str, list[dict]]], n_test: int) -> list[dict]:
-    """The runs of the `--add-runs` tables ((path, rows) each), refused unless scored on this comparison's test draw
-    and not run here too (one row per variant × size × seed: which of two would the curves mean?)."""
+def added_runs(cfg: CompareConfig, tables: list[tuple[str, list[dict]]], n_test: int, backbones: str = "") -> list[dict]:
+    """The runs of the `--add-runs` tables ((path, rows) each), refused unless scored on this comparison's test draw,
+    tuned on the same backbone weights (where their table records them) and not run here too (one row per
+    variant × size × seed: which of two would the curves mean?)."""
     rows, seen = [], set(plan(cfg))
     for path, table in tables:
         for row in table:
@@ -80,6 +81,10 @@ def added_runs(cfg: CompareConfig, tables: list[tuple[str, list[dict]]], n_test:
                 raise ValueError(f"{path}: {key[0]} n={key[1]} seed={key[2]} was tuned on {row['answer_style']} "
                                  f"answers, this comparison on {cfg.pipeline.answer_style} answers (--answer-style): "
                                  "the two learn yes/no differently, one curve cannot hold both")
+            if row.get("backbones") and backbones and row["backbones"] != backbones:
+                raise ValueError(f"{path}: {key[0]} n={key[1]} seed={key[2]} was tuned on other backbone weights "
+                                 f"({row['backbones']}, this comparison's are {backbones}: another tower build or "
+                                 "LLM): accuracies on other backbones do not compare")
             if key in seen:
                 raise ValueError(f"{path}: {key[0]} n={key[1]} seed={key[2]} is there twice (in this comparison "
                                  "or another --add-runs table); leave it out of one of them")
@@ -97,7 +102,7 @@ def _preflight(cfg: CompareConfig, pipeline, out: Path, runs: list) -> None:
         directory = run_dir(out, variant, size, seed)
         recipe = demo_recipe(VARIANTS[variant].method, _settings(cfg, variant, pipeline),
                              _run_config(cfg, size, seed), pipeline, directory)
-        problem = conflict(variant, recipe, directory)
+        problem = conflict(variant, recipe, directory) or other_backbones(variant, directory, pipeline.backbones)
         if problem:
             problems.append(problem)
     if problems:
@@ -117,7 +122,7 @@ def _run_config(cfg: CompareConfig, size: int, seed: int) -> DemoConfig:
     return replace(cfg.pipeline, train_questions=size, seed=seed, epochs=epochs)
 
 
-def summarise(cfg: CompareConfig, rows: list[dict], n_test: int, floor: dict | None) -> dict:
+def summarise(cfg: CompareConfig, rows: list[dict], n_test: int, floor: dict | None, backbones: str = "") -> dict:
     """Curves and tables over `rows`: this comparison's runs and any added ones (their variants, sizes and
     seeds join the report's)."""
     variants = list(dict.fromkeys([*cfg.variants, *(r["variant"] for r in rows)]))
@@ -127,7 +132,7 @@ def summarise(cfg: CompareConfig, rows: list[dict], n_test: int, floor: dict | N
     config.pop("pipeline")
     config["seeds"] = sorted({*cfg.seeds, *(r["seed"] for r in rows)})
     return {"config": config, "variants": variants, "sizes": sizes, "test_questions": n_test,
-            "reference": cfg.reference, "rows": rows, "points": points, "floor": floor,
+            "reference": cfg.reference, "rows": rows, "points": points, "floor": floor, "backbones": backbones,
             "separation": stats.separation(points, cfg.reference)}
 
 
@@ -160,7 +165,11 @@ def run_compare(cfg: CompareConfig) -> dict:
     pipeline = open_pipeline(cfg.pipeline, test_seed=cfg.test_seed, log=_log)
     runs = plan(cfg)
     _preflight(cfg, pipeline, out, runs)
-    added = added_runs(cfg, tables, len(pipeline.test))
+    added = added_runs(cfg, tables, len(pipeline.test), pipeline.backbones)
+    unmarked = sum(not row.get("backbones") for row in added)
+    if unmarked:
+        _log(f"{unmarked} added run(s) do not record their backbone weights (tables written before the column): "
+             "reported as if tuned on these")
     floor = floor_row(cfg.pipeline, pipeline, out) if cfg.pipeline.floor else None
     rows = []
     bar = tqdm(runs, desc="compare", unit="run", disable=not cfg.pipeline.progress)
@@ -173,9 +182,9 @@ def run_compare(cfg: CompareConfig) -> dict:
                      "test_questions": len(pipeline.test), "test_seed": cfg.test_seed,
                      "answer_style": config.answer_style, **row})
         # tables after every run: an interrupted comparison still leaves what it measured
-        write_results(summarise(cfg, rows + added, len(pipeline.test), floor), out, plots=False)
+        write_results(summarise(cfg, rows + added, len(pipeline.test), floor, pipeline.backbones), out, plots=False)
     bar.close()
-    result = summarise(cfg, rows + added, len(pipeline.test), floor)
+    result = summarise(cfg, rows + added, len(pipeline.test), floor, pipeline.backbones)
     result["seconds"] = time.perf_counter() - total
     write_results(result, out)
     print()

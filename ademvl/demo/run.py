@@ -19,7 +19,7 @@ import torch
 
 from ..checkpoint import atomic_write_json
 from .report import format_table, plot_results
-from .tuning import DemoError, Pipeline, train_and_evaluate  # noqa: F401  (DemoError: the demo's one-line error)
+from .tuning import DemoError, Pipeline, backbones_digest, train_and_evaluate  # noqa: F401  (DemoError: the demo's one-line error)
 
 FLOOR = "frozen LLM, no image"
 
@@ -101,7 +101,10 @@ def open_pipeline(cfg: DemoConfig, test_seed: int, log=_log) -> Pipeline:
     llm_dir = cfg.llm or str(smollm2_path())
     vision_dir = cfg.vision or str(tiny_clip_path(progress=cfg.progress))
     tower = VisionTower(load_vision_tower(vision_dir))
-    return Pipeline(llm_dir, vision_dir, tower, test_questions(cfg.eval_questions, test_seed, cfg.data_dir), log)
+    digest = backbones_digest(llm_dir, vision_dir)
+    log(f"backbone weights {digest} (runs compare only on the same; a tower built on another CPU may differ)")
+    return Pipeline(llm_dir, vision_dir, tower, test_questions(cfg.eval_questions, test_seed, cfg.data_dir), log,
+                    backbones=digest)
 
 
 def floor_row(cfg: DemoConfig, pipeline: Pipeline, out: Path) -> dict:

@@ -36,6 +36,7 @@ class Pipeline:
     tower: object  # ademvl.vision.VisionTower: grid and depth set the methods' sizes
     test: list
     log: object = print
+    backbones: str = ""  # backbones_digest of the two weight folders; "" where not taken
 
     @property
     def test_digest(self) -> str:
@@ -45,6 +46,32 @@ class Pipeline:
 def questions_digest(examples) -> str:
     """Which questions were scored (ids, in order): a run is reused only on the same ones."""
     return hashlib.sha1("\n".join(ex.id for ex in examples).encode()).hexdigest()
+
+
+def backbones_digest(*folders) -> str:
+    """A fingerprint of the backbones' weights (every .safetensors file of each folder, in name order).
+
+    The tower is pretrained on the machine that first needs it, and two CPUs with other vector units
+    sum its floats in another order, so the same recipe can give another tower: runs compare only on
+    the same weights, which their paths alone do not tell."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.safetensors")):
+            digest.update(path.name.encode())
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def other_backbones(label: str, run_dir: Path, digest: str) -> str | None:
+    """Why `run_dir` cannot be reused here: its run was tuned on backbones with other weights (None where it
+    was not, or its record predates the fingerprint)."""
+    recorded = (_read(run_dir / RESULT_NAME) or {}).get("backbones")
+    if recorded and digest and recorded != digest:
+        return (f"{run_dir} holds a {label} run tuned on other backbone weights ({recorded}, these are {digest}: "
+                "another tower build or LLM); pass --retrain to replace it or --output-dir to keep both")
+    return None
 
 
 def demo_recipe(method: str, method_config: dict, cfg, pipeline: Pipeline, run_dir: Path):
@@ -193,6 +220,9 @@ def train_and_evaluate(label: str, method: str, method_config: dict, cfg, pipeli
     log = pipeline.log
     recipe = demo_recipe(method, method_config, cfg, pipeline, run_dir)
     digest = pipeline.test_digest
+    problem = None if cfg.retrain else other_backbones(label, run_dir, pipeline.backbones)
+    if problem:
+        raise DemoError(problem)
     row = None if cfg.retrain else finished_row(recipe, run_dir, digest)
     if row is not None:
         log(f"{label}: reusing the run already tuned and evaluated with these settings in {run_dir} "
@@ -217,9 +247,10 @@ def train_and_evaluate(label: str, method: str, method_config: dict, cfg, pipeli
         "final_loss": result["final_loss"], "adapter_dir": str(result["adapter_dir"]),
         # seconds of a resumed training or evaluation cover only its last part
         "train_resumed": bool(result.get("resumed_from")), "eval_resumed": eval_resumed,
-        "load_average": load, "threads": _threads(),
+        "load_average": load, "threads": _threads(), "backbones": pipeline.backbones or None,
     }
-    atomic_write_json(run_dir / RESULT_NAME, {"recipe": as_recorded(recipe), "test": digest, "row": row})
+    atomic_write_json(run_dir / RESULT_NAME, {"recipe": as_recorded(recipe), "test": digest,
+                                              "backbones": pipeline.backbones or None, "row": row})
     return {**row, "reused": result.get("reused", False), "eval_reused": False}
 
 
