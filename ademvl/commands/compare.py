@@ -67,7 +67,8 @@ def add_arguments(parser) -> None:
                         help="report with this comparison's runs those another one recorded (its "
                              "compare_results.csv: another machine's, an earlier output directory's); they must "
                              "be scored on the same test draw (--eval-questions, --test-seed) and tuned with the "
-                             "same pipeline options; repeatable")
+                             "same pipeline options on the same backbone weights (a tower built on another CPU "
+                             "differs); repeatable")
     add_pipeline_arguments(parser, c.pipeline)
 
 
