@@ -8,18 +8,18 @@ import textwrap
 from pathlib import Path
 
 from ..checkpoint import atomic_write_bytes
-from .stats import CONTRADICTING, METRICS, YES_NO_BALANCED, metric, regime, test_error
+from .stats import CONTRADICTING, METRICS, REPORTED, YES_NO_BALANCED, metric, regime, test_error
 from .variants import VARIANTS
 
 RUN_COLUMNS = ["variant", "method", "size", "seed", "epochs", "test_questions", "test_seed", "answer_style", "overall",
-               *METRICS[1:], CONTRADICTING,
+               *REPORTED[1:],
                "trainable", "extra_tokens", "train_s", "eval_s", "train_steps", "final_loss", "train_resumed",
                "eval_resumed", "load_average", "threads", "backbones"]
 # what a recorded run must carry to be reported again (the test draw: its accuracies compare only on the same one)
 REQUIRED_COLUMNS = ["variant", "method", "size", "seed", "test_questions", "test_seed", "overall", "trainable",
                     "extra_tokens"]
 _INTS = {"size", "seed", "epochs", "test_questions", "test_seed", "trainable", "extra_tokens", "train_steps", "threads"}
-_FLOATS = {"overall", *METRICS[1:], CONTRADICTING, "train_s", "eval_s", "final_loss", "load_average"}
+_FLOATS = {*REPORTED, "train_s", "eval_s", "final_loss", "load_average"}
 _BOOLS = {"train_resumed", "eval_resumed"}
 
 
@@ -29,7 +29,7 @@ def runs_csv(rows: list[dict]) -> str:
     writer = csv.DictWriter(out, RUN_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({**r, **{q: metric(r, q) for q in (*METRICS, CONTRADICTING)}})
+        writer.writerow({**r, **{q: metric(r, q) for q in REPORTED}})
     return out.getvalue()
 
 

@@ -6,7 +6,7 @@ import itertools
 import math
 import statistics
 
-from ..demo.report import CONTRADICTING, METRICS, YES_NO_BALANCED, metric  # noqa: F401  (the demo's metrics, one definition)
+from ..demo.report import CONTRADICTING, METRICS, REPORTED, YES_NO_BALANCED, metric  # noqa: F401  (the demo's metrics, one definition)
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -26,7 +26,7 @@ def curves(rows: list[dict], variants: list[str], sizes: list[int]) -> list[dict
             continue
         point = {"variant": variant, "method": runs[0]["method"], "size": size,
                  "seeds": sorted(r["seed"] for r in runs), "trainable": runs[0]["trainable"], "extra_tokens": runs[0]["extra_tokens"]}
-        for name in (*METRICS, CONTRADICTING):
+        for name in REPORTED:
             point[name] = mean_std([metric(r, name) for r in runs])
         for name in ("train_s", "eval_s"):
             point[name] = mean_std([r.get(name) for r in runs])[0]

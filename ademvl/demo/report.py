@@ -13,6 +13,7 @@ METRICS = ("overall", *QTYPES, YES_NO_BALANCED)
 # rather than a misread image (score_exact_match); not an accuracy, so reported beside them, not among them
 CONTRADICTING = "yes/no contradicting"
 _YES_NO_KEYS = {YES_NO_BALANCED: "balanced", CONTRADICTING: "contradicting"}
+REPORTED = (*METRICS, CONTRADICTING)  # every number a run row carries into comparisons
 
 
 def metric(row: dict, name: str) -> float | None:

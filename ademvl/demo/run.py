@@ -19,7 +19,7 @@ import torch
 
 from ..checkpoint import atomic_write_json
 from .report import format_table, plot_results
-from .tuning import DemoError, Pipeline, backbones_digest, train_and_evaluate  # noqa: F401  (DemoError: the demo's one-line error)
+from .tuning import DemoError, Pipeline, backbones_digest, score_columns, train_and_evaluate  # noqa: F401  (DemoError: the demo's one-line error)
 
 FLOOR = "frozen LLM, no image"
 
@@ -137,8 +137,7 @@ def floor_row(cfg: DemoConfig, pipeline: Pipeline, out: Path) -> dict:
                       progress=cfg.progress, output=out / "floor_eval_test.json", resume=True,
                       settings={"llm": str(pipeline.llm_dir)})
     row = {"method": FLOOR, "trainable": 0, "extra_tokens": 0, "train_s": None,
-           "eval_s": time.perf_counter() - start, "overall": scored["metrics"]["overall"],
-           "by_type": scored["metrics"]["by_type"], "yes_no": scored["metrics"].get("yes_no")}
+           "eval_s": time.perf_counter() - start, **score_columns(scored["metrics"])}
     atomic_write_json(record_path, {"key": key, "row": row})
     return row
 

@@ -197,8 +197,12 @@ def rescored(row: dict, predictions: Path, examples) -> dict:
     answers = {r.get("id"): r.get("generated") for r in saved.get("predictions", []) if isinstance(r, dict)}
     if not examples or any(ex.id not in answers for ex in examples):
         return row
-    scores = score_exact_match(answers, examples)
-    return {**row, "overall": scores["overall"], "by_type": scores["by_type"], "yes_no": scores.get("yes_no")}
+    return {**row, **score_columns(score_exact_match(answers, examples))}
+
+
+def score_columns(metrics: dict) -> dict:
+    """The accuracies a result row carries, from an easy-VQA scorer's metrics (`score_exact_match`)."""
+    return {"overall": metrics["overall"], "by_type": metrics["by_type"], "yes_no": metrics.get("yes_no")}
 
 
 def load_average() -> float | None:
@@ -241,8 +245,7 @@ def train_and_evaluate(label: str, method: str, method_config: dict, cfg, pipeli
     row = {
         "method": method, "trainable": model.parameter_counts()["trainable"],
         "extra_tokens": model.method.extra_input_tokens, "train_s": result["seconds"],
-        "eval_s": time.perf_counter() - start, "overall": scored["metrics"]["overall"],
-        "by_type": scored["metrics"]["by_type"], "yes_no": scored["metrics"].get("yes_no"),
+        "eval_s": time.perf_counter() - start, **score_columns(scored["metrics"]),
         "train_steps": result["steps"],
         "final_loss": result["final_loss"], "adapter_dir": str(result["adapter_dir"]),
         # seconds of a resumed training or evaluation cover only its last part
