@@ -83,9 +83,12 @@ def atomic_write_json(path: Path, data: dict) -> None:
     atomic_write_bytes(path, write)
 
 
-def save_adapter(model, directory: str | os.PathLike) -> Path:
+def save_adapter(model, directory: str | os.PathLike, weights: dict | None = None) -> Path:
+    """`weights`: the trainable weights to write, by name (default: the model's own); a sharded model's
+    are gathered by every rank first (`ademvl.training.sharding.gathered_trainable`)."""
     directory = Path(directory)
-    state = {name: p.detach().to("cpu").contiguous() for name, p in model.trainable_parameters().items()}
+    weights = model.trainable_parameters() if weights is None else weights
+    state = {name: p.detach().to("cpu").contiguous() for name, p in weights.items()}
     atomic_write_bytes(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     atomic_write_json(directory / CONFIG_NAME, adapter_config(model))
     return directory
@@ -160,6 +163,11 @@ def load_adapter(model, directory: str | os.PathLike) -> None:
             raise AdapterError(
                 f"adapter weight '{name}' has shape {tuple(tensor.shape)}; this model expects {tuple(params[name].shape)}"
             )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):  # it would answer nothing
+            raise AdapterError(f"adapter weights '{path}': '{name}' holds NaN or inf; a diverged run's weights "
+                               "cannot answer (use an earlier checkpoint)")
+    from .training.sharding import shard_like  # a sharded (FSDP) model's parameter takes its own shard
+
     with torch.no_grad():
         for name, tensor in state.items():
-            params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+            params[name].copy_(shard_like(params[name], tensor.to(params[name].device, params[name].dtype)))

@@ -19,6 +19,7 @@ COMMANDS = {
     "bench": "FLOPs and interleaved wall-clock of every method and the bare LLM; writes JSON + Markdown.",
     "export": "Export an adapter to another format: LLaVA-LoRA's LoRA layers as a peft adapter (and merged).",
     "convert": "Turn the official ADEM-VL release (checkpoints, Meta-layout LLaMA) into what the library loads.",
+    "plan": "Will a training run fit in GPU memory? Per-device weights, optimizer, activations; what makes it fit.",
 }
 
 
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input (or a run that cannot go on) gets one clear line, not a traceback.
         print(f"ademvl {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a training loop (which names its checkpoint itself)
+        print(f"ademvl {args.command}: error: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

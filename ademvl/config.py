@@ -43,7 +43,9 @@ def _coerce(field: dataclasses.Field, value: Any, where: str) -> Any:
     annotation = str(field.type)
 
     def wrong(expected: str) -> ConfigError:
-        return ConfigError(f"{where}: '{field.name}' must be {expected}, got {value!r}")
+        from .safeyaml import shown
+
+        return ConfigError(f"{where}: '{field.name}' must be {expected}, got {shown(value)}")
 
     if value is None:
         if default is None or "None" in annotation:

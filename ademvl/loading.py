@@ -28,19 +28,27 @@ def _resolve_dtype(dtype):
     return names[dtype]
 
 
+QUANTIZATIONS = ("4bit", "8bit")
+
+
+def quantized_device_map() -> dict | str:
+    """Where bitsandbytes places a quantized LLM: the current GPU, else the CPU (its weights never move later)."""
+    return {"": torch.cuda.current_device()} if torch.cuda.is_available() else "cpu"
+
+
 def quantization_config(quantization: str | None):
     """`"4bit"` (NF4, double quantisation, bf16 compute: the Bottleneck Adapter recipe) or `"8bit"`
-    → a bitsandbytes config; needs a CUDA GPU and the bitsandbytes package."""
+    → a bitsandbytes config (transformers' `BitsAndBytesConfig`). bitsandbytes runs on a CUDA GPU and,
+    more slowly, on the CPU, so the only requirement is the package (`pip install 'ademvl[quant]'`)."""
     if quantization is None:
         return None
-    if quantization not in ("4bit", "8bit"):
+    if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization '{quantization}'; use 4bit or 8bit")
-    if not torch.cuda.is_available():
-        raise ValueError(f"{quantization} loading of the LLM needs a CUDA GPU (bitsandbytes); none is available here")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as error:
-        raise ImportError(f"{quantization} loading of the LLM needs the bitsandbytes package: pip install bitsandbytes") from error
+        raise ImportError(f"{quantization} loading of the LLM needs the bitsandbytes package: "
+                          "pip install 'ademvl[quant]'") from error
     from transformers import BitsAndBytesConfig
 
     if quantization == "8bit":
@@ -53,7 +61,8 @@ def load_llm(name_or_path: str | os.PathLike | nn.Module, dtype=None, quantizati
              **kwargs) -> nn.Module:
     """A causal LM from `from_pretrained` (local dir or hub id), or the module itself.
 
-    `quantization="4bit"|"8bit"` loads the frozen linear layers through bitsandbytes (GPU only).
+    `quantization="4bit"|"8bit"` loads the frozen linear layers through bitsandbytes, on the GPU when
+    there is one, else on the CPU; embeddings, norms and the LM head stay in `dtype`.
     """
     if isinstance(name_or_path, nn.Module):
         if quantization is not None:
@@ -61,7 +70,7 @@ def load_llm(name_or_path: str | os.PathLike | nn.Module, dtype=None, quantizati
         return name_or_path
     config = quantization_config(quantization)
     if config is not None:
-        kwargs = {**kwargs, "quantization_config": config, "device_map": kwargs.get("device_map", {"": 0})}
+        kwargs = {**kwargs, "quantization_config": config, "device_map": kwargs.get("device_map", quantized_device_map())}
     try:
         return AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=_resolve_dtype(dtype), **kwargs)
     except (OSError, ValueError) as error:

@@ -20,11 +20,13 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .architectures import decoder_blocks
-from .config import VLConfig, settings_from_dict
+from .config import ConfigError, VLConfig, settings_from_dict
+from .sizes import check_sizes
 from .input_stage import first_attended_columns, hide_prefix, write_tokens
 from .loading import load_llm, load_vision_tower, name_or_path_of
 from .methods import VisualInputs, method_class
 from .methods.layer_call import accept_visual_inputs
+from .quantized import follow_training_mode, logical_numel
 from .vision import VisionTower
 
 IGNORE_INDEX = -100
@@ -49,8 +51,11 @@ class VLModel(PreTrainedModel, GenerationMixin):
         self.vision = VisionTower(vision)
         method_cls = method_class(config.method)
         settings = settings_from_dict(method_cls.settings_class, config.method_config, f"method '{config.method}'")
+        vision_config = getattr(vision.config, "vision_config", None) or vision.config
+        check_sizes(settings, llm.config, vision_config, f"method '{config.method}'")  # before anything is allocated
         self.method = method_cls(settings, self.llm, self.vision)
         accept_visual_inputs(decoder_blocks(self.llm))
+        follow_training_mode(self.llm, False)  # the frozen LLM starts in eval mode (4-bit layers: `quantized`)
         if self.method.num_prefix_tokens and self.method.mask_prefix and "flash" in str(llm.config._attn_implementation):
             raise ValueError(f"method '{config.method}' hides its modality token with a mask function, which "
                              f"{llm.config._attn_implementation} cannot apply: load the LLM with sdpa or eager attention")
@@ -73,7 +78,8 @@ class VLModel(PreTrainedModel, GenerationMixin):
     ) -> "VLModel":
         """Load (or take) the two frozen backbones and attach `method` with its settings.
 
-        `quantization="4bit"|"8bit"` loads the frozen LLM through bitsandbytes (GPU only).
+        `quantization="4bit"|"8bit"` loads the frozen LLM through bitsandbytes (NF4 / int8, on the GPU
+        when there is one, else on the CPU); its trainable weights are fp32 as always.
         """
         llm_module = load_llm(llm, dtype, quantization=quantization)
         vision_module = load_vision_tower(vision, dtype)
@@ -119,6 +125,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
         for block in decoder_blocks(self.llm):
             # Its own flag only: transformers checkpoints a block in training mode; its parts stay in eval.
             block.training = mode
+        follow_training_mode(self.llm, mode)  # a 4-bit LLM's layers keep a layout gradients pass through
         return self
 
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs):
@@ -143,7 +150,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
 
     def parameter_counts(self) -> dict[str, int]:
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in self.parameters())
+        total = sum(logical_numel(p) for p in self.parameters())
         return {"trainable": trainable, "frozen": total - trainable}
 
     # --- visual inputs -------------------------------------------------------------------
@@ -322,8 +329,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
         """Rebuild a trained model: its saved method settings on the given (or recorded) backbones.
 
         `directory`: a local adapter directory or a Hub repo id (`user/repo`, at `revision`).
-        `quantization="4bit"|"8bit"` loads the frozen LLM through bitsandbytes (CUDA only; one
-        line says so elsewhere).
+        `quantization="4bit"|"8bit"` loads the frozen LLM through bitsandbytes (GPU, else CPU).
         """
         from .checkpoint import AdapterError, read_adapter_config
         from .hub import resolve_adapter
@@ -334,8 +340,11 @@ class VLModel(PreTrainedModel, GenerationMixin):
         vision = vision if vision is not None else saved.get("vision_name_or_path")
         if llm is None or vision is None:
             raise AdapterError(f"adapter '{directory}' does not record its backbones: pass llm= and vision=")
-        model = cls.from_backbones(llm, vision, method=saved["method"], method_config=saved["method_config"],
-                                   dtype=dtype, quantization=quantization)
+        try:
+            model = cls.from_backbones(llm, vision, method=saved["method"], method_config=saved["method_config"],
+                                       dtype=dtype, quantization=quantization)
+        except ConfigError as error:  # a setting in the adapter's JSON: name the file
+            raise AdapterError(f"adapter '{directory}': {error}") from None
         model.config.prompt_template = saved.get("prompt_template")
         model.config.prompt_layout = saved.get("prompt_layout") or "plain"
         model.config.official = saved.get("official")

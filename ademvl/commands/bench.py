@@ -11,9 +11,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="benchmarks", help="folder for results.json and results.md")
     parser.add_argument("--quick", action="store_true",
                         help="tiny wall-clock config, FLOPs of the first --llm preset only (for tests)")
-    parser.add_argument("--profile", action="append", dest="profiles", choices=["small", "7b-width"],
+    parser.add_argument("--profile", action="append", dest="profiles", choices=["small", "7b-width", "7b-proportional"],
                         help="wall-clock backbones (repeatable): 'small' = narrow LLaMA/CLIP with 7B-like ratios; "
-                             "'7b-width' = LLaMA-7B layers and ViT-L/14 blocks, few of each (default: small)")
+                             "'7b-width' = LLaMA-7B layers and ViT-L/14 blocks, 2 and 6 of them; "
+                             "'7b-proportional' = the same widths, 4 layers and 3 blocks (LLaMA-7B + ViT-L's "
+                             "32 : 24), so wall-clock ratios weigh the tower as the real model does (default: small)")
     parser.add_argument("--llm", action="append", dest="llms", metavar="PRESET",
                         help="LLM preset(s) for the FLOP table (default: llama-7b and llama-13b)")
     parser.add_argument("--vision", default="clip-vit-l-14", help="vision preset for the FLOP table")
@@ -35,7 +37,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import torch
 
-    from ..bench.flops import fusion_expectation, flops_table
+    from ..bench.flops import flops_table
     from ..bench.machine import machine_info
     from ..bench.report import write_results
     from ..bench.timing import PROFILES, wall_clock
@@ -63,14 +65,6 @@ def run(args) -> int:
         cfg = replace(PROFILES[profile], **overrides)
         print(f"timing {', '.join(methods)} and the bare LLM ({profile} backbones) …", flush=True)
         result = wall_clock(cfg, methods, args.device, log=lambda m: print("  " + m, flush=True), profile=profile)
-        ademvl = result["rows"].get("ademvl")
-        if ademvl and ademvl.get("num_visual"):
-            from transformers import LlamaConfig
-
-            llama = LlamaConfig(hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
-                                num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads)
-            result["fusion_expectation"] = fusion_expectation(llama, cfg.text_len + ademvl["extra_tokens"],
-                                                              ademvl["num_visual"])
         record["wall_clock"].append(result)
     record["seconds"] = time.perf_counter() - start
     json_path, md_path = write_results(record, args.out)

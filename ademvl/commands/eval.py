@@ -33,7 +33,11 @@ def add_model_arguments(parser, checkpoint_default: str | None = None) -> None:
     parser.add_argument("--image-processor", metavar="PATH", help="image processor path (if omitted: the vision path)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... ('auto': cuda when available)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
-                        help="backbone dtype (if omitted: as saved in the backbone checkpoints)")
+                        help="backbone dtype (if omitted: as saved in the backbone checkpoints); bfloat16 runs on "
+                             "CPUs too, the adapter's weights stay as trained")
+    parser.add_argument("--quantization", choices=("4bit", "8bit"),
+                        help="load the frozen LLM's linear layers in 4-bit NF4 or 8-bit through bitsandbytes "
+                             "(GPU, else CPU; needs ademvl[quant])")
 
 
 def add_sampling_arguments(parser) -> None:
@@ -174,6 +178,7 @@ def run(args) -> int:
     settings = journal_settings(args.dataset, args.max_new_tokens, gen, {
         "checkpoint": str(Path(args.checkpoint).resolve()), "split": args.split, "prompt_format": args.prompt_format,
         "prompt": args.prompt, "llm": args.llm, "vision": args.vision, "dtype": args.dtype,
+        **({"quantization": args.quantization} if args.quantization else {}),
         "seed": args.seed if args.do_sample else None,
         **{key: value for key, value in (("official", task), ("captions", args.captions)) if value is not None}})
     journal = PredictionJournal.open(output, settings, resume=args.resume,
@@ -184,7 +189,8 @@ def run(args) -> int:
     try:
         model, tokenizer, processor = load_for_eval(args.checkpoint, llm=args.llm, vision=args.vision,
                                                     tokenizer=args.tokenizer, image_processor=args.image_processor,
-                                                    device=args.device, dtype=args.dtype, official=task or False)
+                                                    device=args.device, dtype=args.dtype, official=task or False,
+                                                    quantization=args.quantization)
         result = evaluate(model, tokenizer, processor, args.dataset, examples, batch_size=args.batch_size,
                           max_new_tokens=args.max_new_tokens, progress=not args.no_progress, output=output,
                           journal=journal, **gen)

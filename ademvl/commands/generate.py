@@ -33,6 +33,6 @@ def run(args) -> int:
     image = load_image(args.image) if args.image is not None else None  # fail before loading the model
     chat = AdemVLChat.from_checkpoint(args.checkpoint, llm=args.llm, vision=args.vision, tokenizer=args.tokenizer,
                                       image_processor=args.image_processor, device=args.device, dtype=args.dtype,
-                                      prompt_template=template)
+                                      quantization=args.quantization, prompt_template=template)
     print(chat.answer(image, args.prompt.replace("\\n", "\n"), max_new_tokens=args.max_new_tokens, **gen))
     return 0

@@ -5,6 +5,8 @@ import argparse
 
 import yaml
 
+from ..safeyaml import load_yaml, yaml_problem
+
 
 def positive_int(text: str) -> int:
     """argparse type: an integer ≥ 1 (argparse names the option in the error)."""
@@ -34,11 +36,15 @@ def count_or_all(text: str) -> int | None:
 
 
 def parse_overrides(items: list[str] | None) -> dict:
-    """`key=value` strings → dict, values parsed as YAML (`scales=[256,64]`, `use_cls=false`)."""
+    """`key=value` strings → dict, values parsed as YAML (`scales=[256,64]`, `use_cls=false`), bounded
+    (`ademvl.safeyaml`): no Python tags, no alias bombs."""
     result = {}
     for item in items or []:
         if "=" not in item:
             raise ValueError(f"override '{item}' is not of the form key=value")
         key, value = item.split("=", 1)
-        result[key.strip()] = yaml.safe_load(value)
+        try:
+            result[key.strip()] = load_yaml(value, f"override '{key.strip()}'")
+        except yaml.YAMLError as error:  # e.g. a !!python/... tag: refused, never built
+            raise ValueError(f"override '{key.strip()}' is not a plain YAML value: {yaml_problem(error)}") from None
     return result

@@ -10,6 +10,8 @@ the adapter's training template; images come as base64 data: URLs. Needs the
 """
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from .eval import add_model_arguments
@@ -34,6 +36,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--require-image", action="store_true",
                         help="refuse text-only requests (400) instead of answering them with 'Image: N/A'")
     parser.add_argument("--max-image-mb", type=float, default=10.0, help="largest accepted image file, in MB")
+    parser.add_argument("--max-body-mb", type=float, default=None,
+                        help="largest request body, in MB (default: the image limit as base64 + 4 MB); larger "
+                             "ones get 413 without being read")
+    parser.add_argument("--api-key", metavar="KEY", default=None,
+                        help="require 'Authorization: Bearer KEY' on /v1/* and /info (what OpenAI clients send as "
+                             "api_key); also read from $ADEMVL_API_KEY. Without one, a non-loopback --host is "
+                             "served with a warning")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                         help="uvicorn's log level")
@@ -43,6 +52,18 @@ def served_name(checkpoint: str) -> str:
     """'ademvl' for runs/demo/ademvl/adapter: the run directory, since adapters are all called 'adapter'."""
     path = Path(checkpoint).resolve()
     return path.parent.name if path.name == "adapter" and path.parent.name else path.name
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_address(host: str, port: int) -> None:
@@ -59,13 +80,18 @@ def run(args) -> int:
     for option, value, low in (("--max-batch", args.max_batch, 1), ("--max-tokens", args.max_tokens, 1),
                                ("--port", args.port, 0), ("--batch-wait-ms", args.batch_wait_ms, 0),
                                ("--context-length", 1 if args.context_length is None else args.context_length, 1),
-                               ("--max-image-mb", args.max_image_mb, 0)):
+                               ("--max-image-mb", args.max_image_mb, 0),
+                               ("--max-body-mb", 1 if args.max_body_mb is None else args.max_body_mb, 0.001)):
         if value < low:
             raise ValueError(f"{option} must be at least {low}, got {value}")
     if not Path(args.checkpoint).is_dir():
         hint = " (run `ademvl demo` first, or pass --checkpoint)" if args.checkpoint == DEMO_ADAPTER else ""
         raise FileNotFoundError(f"checkpoint directory not found: {args.checkpoint}{hint}")
+    api_key = args.api_key or os.environ.get("ADEMVL_API_KEY") or None
     _check_address(args.host, args.port)  # before the model loads, so a busy port costs no wait
+    if api_key is None and not _loopback(args.host):
+        print(f"ademvl serve: warning: listening on {args.host} without --api-key: anyone who can reach this "
+              "port can use the model", file=sys.stderr, flush=True)
     try:
         import uvicorn
 
@@ -81,12 +107,14 @@ def run(args) -> int:
     template = args.template and args.template.replace("\\n", "\n")
     chat = AdemVLChat.from_checkpoint(args.checkpoint, llm=args.llm, vision=args.vision, tokenizer=args.tokenizer,
                                       image_processor=args.image_processor, device=args.device, dtype=args.dtype,
-                                      prompt_template=template)
+                                      quantization=args.quantization, prompt_template=template)
     settings = ServeSettings(model_name=args.served_model_name or served_name(args.checkpoint),
                              checkpoint=str(args.checkpoint), max_batch=args.max_batch,
                              batch_wait=args.batch_wait_ms / 1000, max_tokens=args.max_tokens,
                              context_length=args.context_length, require_image=args.require_image,
-                             max_image_bytes=int(args.max_image_mb * 1024 * 1024))
+                             max_image_bytes=int(args.max_image_mb * 1024 * 1024),
+                             max_body_bytes=None if args.max_body_mb is None else int(args.max_body_mb * 1024 * 1024),
+                             api_key=api_key)
     app = create_app(chat, settings)
     print(f"ademvl serve: model '{settings.model_name}' ({chat.model.config.method}, {args.checkpoint}) on "
           f"http://{args.host}:{args.port}/", flush=True)

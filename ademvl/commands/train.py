@@ -5,6 +5,8 @@ Examples:
   ademvl train scienceqa-7b train.epochs=1 model.method_config.alpha=0.2
   ademvl train recipes/scienceqa-7b.yaml --resume
   accelerate launch --num_processes 8 -m ademvl.cli train scienceqa-7b     (or torchrun --nproc_per_node 8)
+  torchrun --nproc_per_node 8 -m ademvl.cli train scienceqa-13b train.sharding=fsdp   (FSDP2: the frozen LLM
+      sharded over the processes; on a machine without GPUs accelerate launch needs --multi_gpu for N processes)
 
 The run dir (train.output_dir, default runs/<recipe>) receives the resolved
 recipe.yaml, metrics.jsonl, checkpoints/step-N (last train.keep_last kept) and
@@ -48,13 +50,14 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..recipes import load_recipe
     from ..training import TrainingError, train
+    from ..training.errors import TrainingInterrupted
 
     recipe = load_recipe(args.recipe, args.overrides)
     try:
         result = train(recipe, resume=args.resume, output_dir=args.output_dir, progress=not args.no_progress)
     except TrainingError as error:
         print(f"ademvl train: error: {error}", file=sys.stderr)
-        return 1
+        return 130 if isinstance(error, TrainingInterrupted) else 1  # 130: the shell's code for Ctrl-C
     if not result.main_process:
         return 0
     loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"

@@ -1,7 +1,10 @@
 """Image loading with errors that say which file and which record broke.
 
 A corrupt file deep inside a 20-epoch run should fail with one readable line
-(or be skipped and counted), not a bare PIL traceback.
+(or be skipped and counted), not a bare PIL traceback. Every path (train, eval,
+generate, serve) decodes through `to_rgb`, so each gets the same checks: the
+shape is bounded from the header before any pixel is decoded, and photos are
+turned upright by their EXIF Orientation tag.
 """
 from __future__ import annotations
 
@@ -10,13 +13,18 @@ import os
 from collections.abc import Iterable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .example import VLExample
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageError", "load_image", "check_image", "filter_loadable", "to_rgb"]
+__all__ = ["ImageError", "load_image", "check_image", "filter_loadable", "to_rgb", "check_shape"]
+
+# Longest side over shortest side. Processors resize the shortest side to their input size (224/336),
+# so the long side of a 1 x 16,000,000 strip would become billions of pixels (a MemoryError inside
+# resizing); at 100:1 a resized image stays under 336 x 33,600 whatever the file says.
+MAX_ASPECT_RATIO = 100
 
 
 class ImageError(ValueError):
@@ -33,11 +41,16 @@ def load_image(path, record_id=None) -> Image.Image:
     Raises :class:`ImageError` naming the file and ``record_id`` when the file
     is missing or cannot be decoded (truncated, not an image, ...).
     """
-    if path is None or not os.path.isfile(path):
+    if not isinstance(path, (str, os.PathLike)):  # an int would be taken for an open file descriptor
+        raise ImageError(f"image must be a file path, got {type(path).__name__} {str(path)[:60]!r}"
+                         + (f" (record {record_id})" if record_id is not None else ""))
+    if not os.path.isfile(path):
         raise ImageError(f"image not found: {_where(path, record_id)}")
     try:
         with Image.open(path) as im:
             return to_rgb(im)
+    except ImageError as e:
+        raise ImageError(f"unusable image: {_where(path, record_id)}: {e}") from e
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"corrupt image: {_where(path, record_id)}: {msg}") from e
@@ -66,10 +79,32 @@ def to_8bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))  # 2-D uint8 → "L"
 
 
+def check_shape(width: int, height: int) -> None:
+    """Refuse, before decoding, a shape no processor can resize: an empty side or an extreme aspect ratio."""
+    if width < 1 or height < 1:
+        raise ImageError(f"image has no pixels ({width}x{height})")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageError(f"image shape {width}x{height} is too elongated (aspect ratio over "
+                         f"{MAX_ASPECT_RATIO}:1; resizing it would need {max(width, height) // min(width, height)}x "
+                         "the pixels of a square image)")
+
+
+def upright(im: Image.Image) -> Image.Image:
+    """The image as it is meant to be seen: a photo stored sideways with EXIF Orientation 6 is turned."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # an unreadable EXIF block: the pixels are still the picture as stored
+        return im
+    return ImageOps.exif_transpose(im) if orientation not in (None, 1) else im
+
+
 def to_rgb(im: Image.Image) -> Image.Image:
-    """Decode an opened image into RGB: palette transparency through RGBA (as PIL asks), 16/32-bit
-    and float greyscale scaled by their real range (`to_8bit`)."""
+    """Decode an opened image into RGB: its shape checked first (`check_shape`), turned upright by its
+    EXIF orientation, palette transparency through RGBA (as PIL asks), 16/32-bit and float greyscale
+    scaled by their real range (`to_8bit`)."""
+    check_shape(*im.size)
     im.load()
+    im = upright(im)
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
     if im.mode in _WIDE_MODES or im.mode.startswith("I;16"):
@@ -90,7 +125,10 @@ def check_image(path, record_id=None, decode: bool = False) -> None:
         raise ImageError(f"image not found: {_where(path, record_id)}")
     try:
         with Image.open(path) as im:
+            check_shape(*im.size)
             im.verify()
+    except ImageError as e:
+        raise ImageError(f"unusable image: {_where(path, record_id)}: {e}") from e
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageError(f"corrupt image: {_where(path, record_id)}: {msg}") from e

@@ -164,6 +164,9 @@ def load_scienceqa(
         _validate(pid, prob)
         prompt, target = build_scienceqa_prompt(prob, prompt_format, caption_of.get(pid, ""))
         img_name = prob.get("image")
+        if img_name is not None and not isinstance(img_name, str):
+            raise ValueError(f"ScienceQA problem {pid} in '{os.path.join(root, 'problems.json')}': 'image' must be a "
+                             f"file name or null, got {type(img_name).__name__} {str(img_name)[:60]}")
         image = (
             os.path.join(image_root, str(prob.get("split") or split), pid, img_name)
             if img_name

@@ -59,7 +59,9 @@ class PredictionJournal:
                 if not good_bytes:
                     handle.write((json.dumps({HEADER_KEY: settings}) + "\n").encode())
         except OSError as error:
-            raise ValueError(f"{option} '{output}' cannot be written: {error.strerror or error} ({path})") from error
+            file = next((p for p in reversed(output.parents) if p.exists() and not p.is_dir()), None)
+            reason = f"Not a directory: '{file}' is a file" if file is not None else error.strerror or error
+            raise ValueError(f"{option} '{output}' cannot be written: {reason} ({path})") from error
         return cls(path, done)
 
     def add(self, answers: dict[str, str]) -> None:

@@ -63,8 +63,8 @@ def load_for_eval(checkpoint: str | os.PathLike, llm=None, vision=None, tokenize
 
     `llm` / `vision` override the backbone paths recorded in the adapter (e.g. on
     another machine); `tokenizer` / `image_processor` default to those backbone paths.
-    `quantization="4bit"|"8bit"`: the frozen LLM through bitsandbytes on the GPU (placed there
-    by the loader; refused in one line without CUDA).
+    `quantization="4bit"|"8bit"`: the frozen LLM through bitsandbytes, placed by the loader on the
+    GPU when there is one, else on the CPU; the rest of the model joins it there.
     `official`: None keeps the layout the adapter records (`ademvl.official`); False switches
     to the library's; a task name ("scienceqa", "caption", "instruction") to that official one.
     A model in an official layout gets the official image processor (`image_processor` unused).
@@ -91,9 +91,9 @@ def load_for_eval(checkpoint: str | os.PathLike, llm=None, vision=None, tokenize
     model.config.official = task
     if task is not None:
         processor = official_image_processor(task, model.vision.config.image_size)
-    if quantization is None:  # a quantized LLM is already on its GPU; bitsandbytes weights do not move
+    if quantization is None:  # a quantized LLM is already where bitsandbytes put it; its weights do not move
         model.to(resolve_device(device))
-    else:  # the rest joins the LLM's GPU
+    else:  # the rest joins the LLM's device
         model.vision.to(model.method_device)
         model.method.to(model.method_device)
     return model.eval(), tok, processor

@@ -11,7 +11,6 @@ answer + "\\n"``, then the template around the last question.
 """
 from __future__ import annotations
 
-import inspect
 import os
 import string
 
@@ -121,22 +120,14 @@ class AdemVLChat:
                         **kwargs) -> "AdemVLChat":
         """Load a saved adapter (and the backbones, tokenizer, image processor it records).
 
-        `quantization` ("4bit" / "8bit", bitsandbytes, CUDA only) is passed on to `load_for_eval`;
-        an unknown value, a machine without a CUDA GPU or a missing bitsandbytes fails here in one
-        line, before anything is loaded."""
+        `quantization` ("4bit" / "8bit", bitsandbytes on the GPU or the CPU) is passed on to
+        `load_for_eval`, which refuses an unknown value or a missing bitsandbytes in one line before
+        anything is loaded."""
         from ..evaluation.loading import load_for_eval
 
-        options = {}
-        if quantization is not None:
-            from ..loading import quantization_config
-
-            quantization_config(quantization)  # raises the one-line reason it cannot be honoured here
-            if "quantization" not in inspect.signature(load_for_eval).parameters:
-                raise ValueError("quantization= is not supported by this ademvl's load_for_eval")
-            options["quantization"] = quantization
         model, tok, processor = load_for_eval(checkpoint, llm=llm, vision=vision, tokenizer=tokenizer,
                                               image_processor=image_processor, device=device, dtype=dtype,
-                                              **options)
+                                              quantization=quantization)
         return cls(model, tok, processor, **kwargs)
 
     def prompt(self, prompt_or_turns) -> str:

@@ -109,9 +109,9 @@ class AdemVL(FusionMethod):
             cls, patches = tower.split_cls(hidden.to(param.dtype))
             if memory is not None:
                 pooled = multiscale_pool(patches, tuple(s.scales))  # pool first, then project
-                memory = memory.index_put(rows, s.beta * self.patch_projector(pooled))
+                memory = memory.index_put(rows, (s.beta * self.patch_projector(pooled)).to(memory.dtype))
             if tokens is not None:
-                tokens = tokens.index_put(rows, self.cls_projector(cls).unsqueeze(1))
+                tokens = tokens.index_put(rows, self.cls_projector(cls).unsqueeze(1).to(tokens.dtype))
         keys = F.silu(memory + self.pos_keys) if s.fusion else None
         values = memory + self.pos_values if s.fusion else None
         return VisualInputs(tokens=tokens, keys=keys, values=values, has_image=has_image.to(param.dtype))

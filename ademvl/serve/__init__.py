@@ -2,6 +2,7 @@
 
     app/routes  `app.py`           FastAPI app: /v1/chat/completions, /v1/models, /info, the page
     schema      `schema.py`        the OpenAI request body, checked by pydantic
+    gate        `guard.py`         API key (401) and body-size limit (413), before any route reads the body
     checks      `requests.py`      a request → the worker's example and limits, or a 4xx naming the problem
     replies     `responses.py`     OpenAI's completion, stream-chunk and usage shapes
     prompts     `conversation.py`  messages → one prompt (+ one image) in the adapter's layout

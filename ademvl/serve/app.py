@@ -17,8 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from .errors import RequestError, error_body
+from .guard import Guard
 from .page import render_page
-from .requests import ServeSettings, check_model, context_length, from_validation_error, prepare
+from .requests import ServeSettings, check_model, context_length, from_validation_error, max_token_chars, prepare
 from .responses import Reply, generation_error, sse
 from .schema import ChatRequest
 from .worker import BatchWorker, Job
@@ -35,6 +36,7 @@ def create_app(chat, settings: ServeSettings | None = None) -> FastAPI:
     worker = BatchWorker(model, tokenizer, chat.image_processor, max_length=context,
                          max_batch=settings.max_batch, batch_wait=settings.batch_wait)
     created = int(time.time())
+    token_chars = max_token_chars(tokenizer)  # bounds what a prompt's length check has to tokenize
 
     @asynccontextmanager
     async def lifespan(app):
@@ -47,6 +49,7 @@ def create_app(chat, settings: ServeSettings | None = None) -> FastAPI:
     app = FastAPI(title="ademvl serve", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.worker = worker
     app.state.settings = settings
+    app.add_middleware(Guard, max_body_bytes=settings.body_limit(), api_key=settings.api_key)
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, error: RequestError):
@@ -61,6 +64,11 @@ def create_app(chat, settings: ServeSettings | None = None) -> FastAPI:
     async def http_error(request: Request, error: HTTPException):
         return JSONResponse(error_body(f"{request.method} {request.url.path}: {error.detail}", None,
                                        f"http_{error.status_code}"), status_code=error.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception):  # a bug: still OpenAI's error body, not plain text
+        return JSONResponse(error_body(f"internal error: {type(error).__name__}: {str(error)[:200]}", None,
+                                       "internal_error", "server_error"), status_code=500)
 
     def info() -> dict:
         return {"model": settings.model_name, "method": model.config.method, "checkpoint": settings.checkpoint,
@@ -96,7 +104,7 @@ def create_app(chat, settings: ServeSettings | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest):
-        prepared = await run_in_threadpool(prepare, req, chat, settings, context)
+        prepared = await run_in_threadpool(prepare, req, chat, settings, context, token_chars)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         job = Job(example=prepared.example, max_tokens=prepared.max_tokens, stop=prepared.stop,

@@ -20,18 +20,28 @@ from .errors import RequestError
 from .schema import ImagePart, Message
 
 
+def _unicode(text: str, where: str) -> str:
+    """`text` if it can be encoded: JSON lets a string carry a lone surrogate (\\ud800), which no tokenizer takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise RequestError(f"{where}: the text holds a lone surrogate (U+{ord(text[error.start]):04X} at character "
+                           f"{error.start}), which is not valid Unicode", where, "invalid_text") from None
+    return text
+
+
 def _text(message: Message, where: str) -> tuple[str, list[tuple[str, str]]]:
     """The message's text (parts joined by newlines) and its image URLs with where they were."""
     if message.content is None:
         return "", []
     if isinstance(message.content, str):
-        return message.content, []
+        return _unicode(message.content, f"{where}.content"), []
     texts, images = [], []
     for j, part in enumerate(message.content):
         if isinstance(part, ImagePart):
             images.append((part.image_url.url, f"{where}.content.{j}.image_url"))
         else:
-            texts.append(part.text)
+            texts.append(_unicode(part.text, f"{where}.content.{j}.text"))
     return "\n".join(texts), images
 
 

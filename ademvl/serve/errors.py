@@ -23,4 +23,6 @@ class RequestError(ValueError):
 
 def error_body(message: str, param: str | None = None, code: str | None = None,
                kind: str = "invalid_request_error") -> dict:
+    # A message quoting the request may hold a lone surrogate, which no JSON encoder turns into UTF-8.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}

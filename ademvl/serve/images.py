@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 
 from PIL import Image
 
-from ..data.images import to_rgb
+from ..data.images import ImageError, to_rgb
 from .errors import RequestError
 
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
@@ -47,6 +48,9 @@ def decode_image_url(url: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
             return to_rgb(image)
     except RequestError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except ImageError as error:  # a shape no processor can resize (`check_shape`)
+        raise RequestError(f"{param}: {error}", param, "invalid_image") from error
+    except (OSError, SyntaxError, ValueError, MemoryError, Image.DecompressionBombError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        first = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", " in the data", first)  # PIL names its file
         raise RequestError(f"{param}: corrupt or unsupported image: {first}", param, "invalid_image") from error

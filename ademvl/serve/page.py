@@ -119,6 +119,20 @@ async function errorText(response) {
   catch (e) { return response.status + " " + response.statusText; }
 }
 
+let apiKey = sessionStorage.getItem("ademvl-api-key") || "";
+async function post(request) {  // a server started with --api-key answers 401 until the key is given
+  for (;;) {
+    const headers = {"Content-Type": "application/json"};
+    if (apiKey) headers["Authorization"] = "Bearer " + apiKey;
+    const response = await fetch("/v1/chat/completions", {method: "POST", headers, body: JSON.stringify(request)});
+    if (response.status !== 401) return response;
+    const key = window.prompt("This server needs its API key (ademvl serve --api-key):");
+    if (!key) return response;
+    apiKey = key;
+    sessionStorage.setItem("ademvl-api-key", key);
+  }
+}
+
 $("ask").onsubmit = async (event) => {
   event.preventDefault();
   const question = $("question").value.trim();
@@ -135,8 +149,7 @@ $("ask").onsubmit = async (event) => {
   if (maxTokens > 0) request.max_tokens = maxTokens;
   let text = "";
   try {
-    const response = await fetch("/v1/chat/completions", {
-      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(request)});
+    const response = await post(request);
     if (!response.ok) throw new Error(await errorText(response));
     const reader = response.body.getReader();
     const decoder = new TextDecoder();

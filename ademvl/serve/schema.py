@@ -26,6 +26,7 @@ class ImagePart(BaseModel):
     image_url: ImageURL
 
 
+StopString = Annotated[str, Field(max_length=1000)]
 Part = Annotated[Union[TextPart, ImagePart], Field(discriminator="type")]
 
 
@@ -43,12 +44,12 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str
-    messages: list[Message] = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1, max_length=4096)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    stop: str | list[str] | None = None
+    stop: StopString | Annotated[list[StopString], Field(max_length=16)] | None = None  # each checked every token
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="only one choice per request")

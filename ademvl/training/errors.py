@@ -11,3 +11,11 @@ class NonFiniteLossError(TrainingError):
 
 class NonFiniteWeightsError(TrainingError):
     """An optimizer step left trainable weights that are not finite; they are never saved."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Ctrl-C (SIGINT) stopped the run; the message names the last checkpoint and how to resume."""
+
+
+class DiskFullError(TrainingError):
+    """A save ran out of disk space; its temporary files are removed and the message says how much is needed."""

@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoint import save_adapter
 from .safestate import StateFileError, load_state, save_state
+from .sharding import gathered_optimizer_state, gathered_trainable, shard_optimizer_state
 
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
@@ -82,7 +84,8 @@ def _remove(directory: Path) -> None:
 
 
 def save_checkpoint(accelerator, model, optimizer, run_dir: Path, position: dict, keep_last: int) -> Path:
-    """All ranks call this; rank 0 writes weights + shared state, every rank its own RNG state."""
+    """All ranks call this; rank 0 writes weights + shared state, every rank its own RNG state.
+    A sharded (FSDP) model's weights and optimizer moments are gathered whole, so the files are the same."""
     root = Path(run_dir) / CHECKPOINTS
     final = root / f"step-{position['step']:08d}"
     tmp = root / f".step-{position['step']:08d}.tmp"
@@ -90,11 +93,19 @@ def save_checkpoint(accelerator, model, optimizer, run_dir: Path, position: dict
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    save_state(rng_state(), rng_file(tmp, accelerator.process_index))
-    if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_adapter(tmp)
-        save_state(optimizer.state_dict(), tmp / OPTIMIZER_NAME)
-        (tmp / STATE_NAME).write_text(json.dumps({"format": FORMAT_VERSION, **position}, indent=2))
+    try:
+        save_state(rng_state(), rng_file(tmp, accelerator.process_index))
+        unwrapped = accelerator.unwrap_model(model)
+        weights = gathered_trainable(unwrapped)  # whole on every rank: gathering a sharded model is a collective
+        optimizer_state = gathered_optimizer_state(optimizer)
+        if accelerator.is_main_process:
+            save_adapter(unwrapped, tmp, weights)
+            save_state(optimizer_state, tmp / OPTIMIZER_NAME)
+            (tmp / STATE_NAME).write_text(json.dumps({"format": FORMAT_VERSION, **position}, indent=2))
+    except BaseException:  # a full disk, Ctrl-C: no half-written checkpoint is left behind
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if final.exists():
@@ -137,7 +148,8 @@ def load_optimizer_state(optimizer, checkpoint: Path) -> None:
             or [len(g["params"]) for g in saved.get("param_groups", [])] != [len(g["params"]) for g in groups]):
         raise CheckpointError(f"checkpoint '{checkpoint}': its optimizer state does not fit this model's trainable weights")
     merged = [{**group, "params": old["params"]} for group, old in zip(groups, saved["param_groups"])]
-    optimizer.load_state_dict({"state": saved["state"], "param_groups": merged})
+    state = shard_optimizer_state(optimizer, saved["state"], saved["param_groups"])  # whole on disk, sharded here
+    optimizer.load_state_dict({"state": state, "param_groups": merged})
 
 
 def load_checkpoint(accelerator, model, optimizer, checkpoint: Path) -> dict:

@@ -1,10 +1,12 @@
 """The training loop: one recipe → a trained adapter, on 1 CPU or N GPUs without code changes.
 
 Scaling comes from `accelerate` (`accelerate launch` / `torchrun` start the
-processes; DDP wraps the model). Only the trainable parameters are optimised,
+processes; DDP wraps the model), or with `train.sharding=fsdp` from FSDP2
+(`sharding`: each process stores 1/N of the frozen model; checkpoints are the
+same files). Only the trainable parameters are optimised,
 kept in fp32 while the frozen backbones may run in bf16/fp16 under autocast.
-Gradient accumulation is explicit (`no_sync` on all but the last micro-batch
-of a step) so that the step count, data position and lr schedule are plain
+Gradient accumulation is explicit (`no_sync`, or FSDP2's gradient-sync flag, on
+all but the last micro-batch of a step) so that the step count, data position and lr schedule are plain
 integers that a checkpoint can restore exactly.
 """
 from __future__ import annotations
@@ -13,21 +15,25 @@ import dataclasses
 import logging
 import math
 import shutil
+import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
 
-from ..checkpoint import atomic_write_bytes, atomic_write_json
+from ..checkpoint import atomic_write_bytes, atomic_write_json, save_adapter
 from ..collate import VLCollator
 from ..context import prompt_token_limit
-from ..loading import load_image_processor
+from ..loading import load_image_processor, quantization_config
 from ..recipes import Recipe
 from . import data as data_mod
-from .errors import NonFiniteLossError, NonFiniteWeightsError, TrainingError
+from . import launch, sharding
+from .diskfull import is_disk_full, space_checked, tensor_bytes
+from .errors import (DiskFullError, NonFiniteLossError, NonFiniteWeightsError, TrainingError,
+                     TrainingInterrupted)
 from .metrics import MetricsLog, available_trackers
 from .resume import check_resumable, describe, schedule_changed
 from .schedule import build_optimizer, build_scheduler, scaled_lr
@@ -58,14 +64,20 @@ class TrainResult:
     main_process: bool = True  # False on the other ranks of a multi-process run
 
 
-def resolve_mixed_precision(value: str) -> str:
+def resolve_mixed_precision(value: str, backbone_dtype: str | None = None) -> str:
+    """The autocast accelerate runs: bf16 works on CPUs and GPUs; fp16 needs CUDA (its loss scaler).
+
+    "auto": bf16 on a GPU that has it, else fp16; on a CPU, bf16 when the backbones are bf16, else no.
+    """
+    cuda = torch.cuda.is_available()
+    if value == "fp16" and not cuda:
+        raise ValueError("train.mixed_precision=fp16 needs a CUDA GPU (fp16 trains with a loss scaler); "
+                         "use bf16 (or no) on a CPU")
     if value != "auto":
-        if value != "no" and not torch.cuda.is_available():
-            raise ValueError(f"train.mixed_precision={value} needs a GPU; use 'no' (or 'auto') on CPU")
         return value
-    if not torch.cuda.is_available():
-        return "no"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if cuda:
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if backbone_dtype in ("bfloat16", "bf16") else "no"
 
 
 def run_dir_of(recipe: Recipe, output_dir=None) -> Path:
@@ -136,6 +148,18 @@ def _atomic_copy_dir(src: Path, dst: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def removed_if_left_empty(run_dir: Path):
+    """A run refused or failing before it wrote anything leaves no empty run dir behind (one it made)."""
+    existed = run_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
+
+
 def prepare_run_dir(run_dir: Path, option: str) -> None:
     """Create the run dir and make sure files can be written there, before any work is done."""
     import tempfile
@@ -188,22 +212,74 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
     stop_after: save a checkpoint and stop once this many optimizer steps are done
         in total, without changing the schedule (used to test resuming).
     """
+    t = recipe.train
+    run_dir = run_dir_of(recipe, output_dir)
+    # Settings this machine cannot honour are refused before the run dir exists.
+    mixed_precision = resolve_mixed_precision(t.mixed_precision, recipe.model.dtype)
+    quantization_config(recipe.model.quantization)
+    launch.check_sharding(t.sharding)
+    option = "--output-dir" if output_dir else "train.output_dir"
+    with removed_if_left_empty(run_dir):
+        prepare_run_dir(run_dir, option)
+        with main_launch_lock(run_dir, option):  # one trainer per run dir, taken before anything is written
+            try:
+                return _run(recipe, run_dir, mixed_precision, resume=resume, output_dir=output_dir, model=model,
+                            stop_after=stop_after, progress=progress)
+            except OSError as error:  # a full disk outside the saves (metrics, summary): still one line
+                if not is_disk_full(error):
+                    raise
+                raise DiskFullError(f"no space left on the device of run dir '{run_dir}': {error}") from None
+
+
+@contextmanager
+def main_launch_lock(run_dir: Path, option: str):
+    """The run-dir lock (`runlock`), held by the main process of a launch only: the ranks of one torchrun /
+    accelerate launch share the directory (RANK is set by the launcher before any process group exists)."""
+    import os
+
+    from .runlock import RunLock
+
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        yield
+        return
+    with RunLock(run_dir, option) as lock:
+        if lock.stale_pid is not None:
+            logger.warning("took over the lock of run dir '%s' from pid %d, which is no longer running",
+                           run_dir, lock.stale_pid)
+        yield
+
+
+def _resume_hint(recipe: Recipe, run_dir: Path) -> str:
+    last = latest_checkpoint(run_dir)
+    if last is None:
+        return "no checkpoint was written yet: start the run again"
+    return (f"last checkpoint: '{last}' (step {int(last.name.split('-')[1])}); continue with: ademvl train "
+            f"{recipe.source or recipe.name} --resume --output-dir {run_dir} (and the same overrides)")
+
+
+def _run(recipe: Recipe, run_dir: Path, mixed_precision: str, *, resume: bool, output_dir, model,
+         stop_after: int | None, progress: bool) -> TrainResult:
+    """`train` once its settings are known to be possible here."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, send_to_device, set_seed
     from tqdm.auto import tqdm
 
     t = recipe.train
-    run_dir = run_dir_of(recipe, output_dir)
-    prepare_run_dir(run_dir, "--output-dir" if output_dir else "train.output_dir")
     trackers = available_trackers(t.report_to)
     accelerator = Accelerator(
-        mixed_precision=resolve_mixed_precision(t.mixed_precision),
+        mixed_precision=mixed_precision,
         cpu=not torch.cuda.is_available(),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=t.find_unused_parameters)],
         log_with=trackers or None,
         project_dir=str(run_dir),
     )
     main = accelerator.is_main_process
+    short = launch.fewer_than_asked(accelerator.num_processes)  # accelerate launch on a CPU can start fewer
+    if main and (progress or short or accelerator.num_processes > 1):  # not once per run of a quiet sweep
+        print(launch.describe(accelerator.num_processes, getattr(accelerator.state, "backend", None),
+                              accelerator.device.type, t.sharding), file=sys.stderr, flush=True)
+    if main and short:
+        logger.warning(short)
     changes: dict = {}
     if resume:
         checkpoint = latest_checkpoint(run_dir)
@@ -245,10 +321,24 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
     if stop_after is not None:
         last_step = min(last_step, stop_after)
 
-    optimizer = build_optimizer(model, lr, t.weight_decay, t.betas)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    sharded = t.sharding == "fsdp"
+    if sharded:  # FSDP2 instead of DDP: the model is sharded here; accelerate still runs processes and reductions
+        model = sharding.shard(model, accelerator.device)
+        optimizer = accelerator.prepare(build_optimizer(model, lr, t.weight_decay, t.betas))
+    else:
+        optimizer = build_optimizer(model, lr, t.weight_decay, t.betas)
+        model, optimizer = accelerator.prepare(model, optimizer)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    named_trainable = accelerator.unwrap_model(model).trainable_parameters()
+    unwrapped = accelerator.unwrap_model(model)
+    # prepare() puts DDP's forward under autocast; a sharded model is not prepared, so its forward is wrapped here.
+    autocast = accelerator.autocast if sharded else nullcontext
+
+    def gradient_sync(last: bool):
+        """Reduce gradients over ranks only at the step's last micro-batch (DDP: no_sync; FSDP2: its flag)."""
+        if sharded:
+            model.set_requires_gradient_sync(last)
+            return nullcontext()
+        return nullcontext() if last or world == 1 else accelerator.no_sync(model)
 
     position = {"step": 0, "epoch": 0, "micro": 0, "world_size": world, "final_loss": None}
     if checkpoint is not None:
@@ -279,19 +369,26 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
     bar = tqdm(total=last_step, initial=step, disable=not (progress and main), desc=f"train {recipe.name}",
                unit="step", dynamic_ncols=True)
 
-    def check_weights(what: str) -> None:
-        """Never write weights that are not finite; name the last checkpoint that is."""
-        problem = weights_problem(named_trainable)
+    def check_weights(what: str) -> dict:
+        """Never write weights that are not finite; name the last checkpoint that is. Returns the trainable
+        weights, whole (all ranks call: a sharded model's are gathered)."""
+        weights = sharding.gathered_trainable(unwrapped)
+        problem = weights_problem(weights)
         if problem:
             raise NonFiniteWeightsError(
                 f"trainable weights are not finite after step {step} ({problem}; peak lr {lr:.3g}); the {what} "
                 f"was not written; {_last_checkpoint_text(run_dir)}")
+        return weights
 
     def save(epoch_now: int, micro_now: int) -> None:
-        check_weights("checkpoint")
-        save_checkpoint(accelerator, model, optimizer, run_dir,
-                        {"step": step, "epoch": epoch_now, "micro": micro_now, "world_size": world,
-                         "final_loss": final_loss, "recipe": recorded_recipe}, t.keep_last)
+        weights = check_weights("checkpoint")
+        needed = 3 * tensor_bytes(weights)  # weights + AdamW's two moments
+        where = run_dir / "checkpoints"
+        with space_checked(f"checkpoint of step {step}", where, needed, [where / f".step-{step:08d}.tmp"],
+                           f"; {_last_checkpoint_text(run_dir)}"):
+            save_checkpoint(accelerator, model, optimizer, run_dir,
+                            {"step": step, "epoch": epoch_now, "micro": micro_now, "world_size": world,
+                             "final_loss": final_loss, "recipe": recorded_recipe}, t.keep_last)
 
     done = step >= last_step
     try:
@@ -312,9 +409,10 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
                 loss_sum = torch.zeros((), device=accelerator.device)
                 for j, batch in enumerate(micro_batches):
                     last = j == n_micro - 1
-                    with nullcontext() if last or world == 1 else accelerator.no_sync(model):
-                        loss = model(**batch, num_items_in_batch=n_tokens).loss
-                        accelerator.backward(loss * world)  # DDP averages gradients over ranks: undo it
+                    with gradient_sync(last):
+                        with autocast():
+                            loss = model(**batch, num_items_in_batch=n_tokens).loss
+                        accelerator.backward(loss * world)  # DDP and FSDP2 average gradients over ranks: undo it
                     loss_sum = loss_sum + loss.detach().float()
                 micro += n_micro
                 loss_value = float(accelerator.reduce(loss_sum, reduction="sum"))
@@ -322,8 +420,9 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
                     raise NonFiniteLossError(
                         f"loss is {loss_value} at step {step + 1} (epoch {epoch + 1}, lr {scheduler.get_last_lr()[0]:.3g}); "
                         f"stopping without applying it; {_last_checkpoint_text(run_dir)}")
+                grad_norm = None  # of the whole step's gradient (all ranks), logged when it is clipped
                 if t.grad_clip:
-                    accelerator.clip_grad_norm_(trainable, t.grad_clip)
+                    grad_norm = float(sharding.full(accelerator.clip_grad_norm_(trainable, t.grad_clip)))
                 step_lr = scheduler.get_last_lr()[0]
                 optimizer.step()
                 scheduler.step()
@@ -337,7 +436,8 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
                 bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{step_lr:.2e}", samples_s=f"{throughput:.1f}")
                 if step % t.log_every == 0 or step == last_step:
                     metrics.log({"step": step, "epoch": epoch + micro / len(batches), "loss": loss_value,
-                                 "lr": step_lr, "samples_per_s": throughput, "step_seconds": elapsed})
+                                 "lr": step_lr, "samples_per_s": throughput, "step_seconds": elapsed,
+                                 **({"grad_norm": grad_norm} if grad_norm is not None else {})})
                 end_of_epoch = micro >= len(batches)
                 next_pos = (epoch + 1, 0) if end_of_epoch else (epoch, micro)
                 done = step >= last_step
@@ -346,25 +446,39 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
                 if done:
                     break
             epoch, micro = (epoch + 1, 0) if micro >= len(batches) else (epoch, micro)
+    except KeyboardInterrupt:  # Ctrl-C: one line on where the run can go on from, not a traceback
+        raise TrainingInterrupted(f"interrupted at step {step} of {last_step}; "
+                                  f"{_resume_hint(recipe, run_dir)}") from None
     finally:
         bar.close()
 
     seconds = time.perf_counter() - start_time
     adapter_dir = run_dir / ADAPTER_DIR
-    unwrapped = accelerator.unwrap_model(model)
-    check_weights("adapter")
+    weights = check_weights("adapter")
     if main:
         tmp = run_dir / f".{ADAPTER_DIR}.build"
+        leftovers = [tmp, run_dir / f".{ADAPTER_DIR}.tmp"]
         shutil.rmtree(tmp, ignore_errors=True)
-        unwrapped.save_adapter(tmp)
-        _atomic_copy_dir(tmp, adapter_dir)
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            with space_checked("adapter", run_dir, 2 * tensor_bytes(weights), leftovers,
+                               f"; {_last_checkpoint_text(run_dir)}"):
+                save_adapter(unwrapped, tmp, weights)
+                _atomic_copy_dir(tmp, adapter_dir)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(f"interrupted while writing the adapter; "
+                                      f"{_resume_hint(recipe, run_dir)}") from None
+        finally:
+            for path in leftovers:
+                shutil.rmtree(path, ignore_errors=True)
     if t.save_rank_weights:
         from safetensors.torch import save_file
 
-        state = {n: p.detach().cpu().contiguous() for n, p in unwrapped.trainable_parameters().items()}
+        state = {n: p.detach().cpu().contiguous() for n, p in weights.items()}
         out = run_dir / "rank_weights" / f"rank{rank}.safetensors"
         atomic_write_bytes(out, lambda tmp: save_file(state, tmp))
+        # what this rank stores of the frozen LLM, measured from its (sharded or whole) parameters
+        atomic_write_json(run_dir / "rank_weights" / f"rank{rank}.json",
+                          {"sharding": t.sharding, "world_size": world, "llm": sharding.parameter_bytes(unwrapped.llm)})
     done_steps = step - start_step
     result = TrainResult(
         run_dir=run_dir, adapter_dir=adapter_dir, steps=step, total_steps=total_steps, final_loss=final_loss,
