@@ -4,7 +4,7 @@ Files: `ademvl_adapter.safetensors` + `ademvl_adapter.json`. They are names of t
 project's own: an ademvl adapter is not a peft adapter (peft's `adapter_config.json`
 would promise a `peft_type`); LLaVA-LoRA's LoRA part exports to real peft format with
 `ademvl export peft`. Directories written before under peft's file names still load.
-Writes are atomic (temp file + `os.replace`), so an interrupted save never
+Writes are atomic (`ademvl.atomic`), so an interrupted save never
 destroys the previous checkpoint.
 """
 from __future__ import annotations
@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_write_bytes, atomic_write_json  # noqa: F401  (also imported from here)
 
 WEIGHTS_NAME = "ademvl_adapter.safetensors"
 CONFIG_NAME = "ademvl_adapter.json"
@@ -63,26 +64,6 @@ def adapter_config(model) -> dict:
     }
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call `write(tmp_path)` then move the result over `path` in one step."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_json(path: Path, data: dict) -> None:
-    def write(tmp):
-        with open(tmp, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-    atomic_write_bytes(path, write)
-
-
 def save_adapter(model, directory: str | os.PathLike, weights: dict | None = None) -> Path:
     """`weights`: the trainable weights to write, by name (default: the model's own); a sharded model's
     are gathered by every rank first (`ademvl.training.sharding.gathered_trainable`)."""
@@ -92,6 +73,22 @@ def save_adapter(model, directory: str | os.PathLike, weights: dict | None = Non
     atomic_write_bytes(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     atomic_write_json(directory / CONFIG_NAME, adapter_config(model))
     return directory
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedAdapter:
+    """An adapter directory found (a Hub id downloaded) and its config read, once: the loading steps
+    (`VLModel.from_adapter`, `load_adapter`, `load_for_eval`) pass it down instead of reading it again."""
+    directory: Path
+    config: dict
+
+    def __str__(self) -> str:  # how messages name it
+        return str(self.directory)
+
+
+def read_adapter(directory: str | os.PathLike) -> ResolvedAdapter:
+    """A local adapter directory and its config (no Hub look-up)."""
+    return ResolvedAdapter(Path(directory), read_adapter_config(directory))
 
 
 def read_adapter_config(directory: str | os.PathLike) -> dict:
@@ -138,9 +135,10 @@ def check_compatible(model, config: dict, directory) -> None:
         )
 
 
-def load_adapter(model, directory: str | os.PathLike) -> None:
+def load_adapter(model, directory: str | os.PathLike | ResolvedAdapter) -> None:
     """Load saved trainable weights into `model` after checking they were made for it."""
-    config = read_adapter_config(directory)
+    adapter = directory if isinstance(directory, ResolvedAdapter) else read_adapter(directory)
+    directory, config = adapter.directory, adapter.config
     check_compatible(model, config, directory)
     path = adapter_file(directory, WEIGHTS_NAME)
     if not path.is_file():

@@ -11,7 +11,7 @@ import torch
 
 from .data.example import VLExample
 from .data.images import load_image
-from .prompting import IGNORE_INDEX, encode_sample
+from .prompting import IGNORE_INDEX, encode_sample, pad_token_id
 
 
 def prompt_layout_of(model) -> str:
@@ -34,7 +34,7 @@ class VLCollator:
         self.prompt_layout = prompt_layout
         self.max_length = max_length
         self.for_generation = for_generation
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        self.pad_id = pad_token_id(tokenizer)
 
     @classmethod
     def for_model(cls, model, tokenizer, image_processor, **kwargs):

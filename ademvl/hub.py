@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .checkpoint import CONFIG_NAME, LEGACY_NAMES, WEIGHTS_NAME, AdapterError
+from .checkpoint import CONFIG_NAME, LEGACY_NAMES, WEIGHTS_NAME, AdapterError, ResolvedAdapter, read_adapter
 
 ADAPTER_FILES = [CONFIG_NAME, WEIGHTS_NAME, *LEGACY_NAMES.values(), "README.md"]
 
@@ -32,6 +32,14 @@ def resolve_adapter(name_or_path: str | os.PathLike, revision: str | None = None
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise AdapterError(f"cannot get adapter '{name}' from the Hub: {first}") from error
+
+
+def open_adapter(source: str | os.PathLike | ResolvedAdapter, revision: str | None = None) -> ResolvedAdapter:
+    """A local adapter directory or a Hub repo id (`user/repo`, at `revision`), found and its config read
+    once (`ResolvedAdapter`, passed as it is)."""
+    if isinstance(source, ResolvedAdapter):
+        return source
+    return read_adapter(resolve_adapter(source, revision))
 
 
 def model_card(model) -> str:

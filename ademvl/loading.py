@@ -108,6 +108,23 @@ def load_image_processor(name_or_path: str | os.PathLike):
         raise BackboneLoadError(f"cannot load image processor from '{name_or_path}': {_first_line(error)}") from error
 
 
+def load_tokenizer(path: str | os.PathLike | None, hint: str = "pass --tokenizer"):
+    """`AutoTokenizer` at `path`; pad token falls back to EOS (the collator pads left itself).
+    `hint`: how the caller's user names another tokenizer, for the error."""
+    if not path:
+        raise ValueError(f"no tokenizer path: the adapter records no LLM path; {hint} (or --llm)")
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(f"cannot load a tokenizer from '{path}': {_first_line(error)} "
+                         f"(save one there with tokenizer.save_pretrained, or {hint})") from error
+    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def name_or_path_of(module: nn.Module) -> str | None:
     path = getattr(module.config, "_name_or_path", None) or getattr(module, "name_or_path", None)
     return str(Path(path)) if path else None

@@ -20,16 +20,17 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .architectures import decoder_blocks
+from .auto import register as register_auto_classes
 from .config import ConfigError, VLConfig, settings_from_dict
 from .sizes import check_sizes
 from .input_stage import first_attended_columns, hide_prefix, write_tokens
 from .loading import load_llm, load_vision_tower, name_or_path_of
 from .methods import VisualInputs, method_class
 from .methods.layer_call import accept_visual_inputs
+from .processing import VLProcessor
+from .prompting import IGNORE_INDEX
 from .quantized import follow_training_mode, logical_numel
 from .vision import VisionTower
-
-IGNORE_INDEX = -100
 
 
 class VLModel(PreTrainedModel, GenerationMixin):
@@ -41,7 +42,9 @@ class VLModel(PreTrainedModel, GenerationMixin):
     _supports_attention_backend = True
     supports_gradient_checkpointing = True
 
-    def __init__(self, config: VLConfig, llm: nn.Module | None = None, vision: nn.Module | None = None):
+    def __init__(self, config: VLConfig, llm: nn.Module | None = None, vision: nn.Module | None = None,
+                 method_settings=None):
+        """`method_settings`: `config.method_config` already built into its dataclass (`from_backbones`)."""
         if llm is None:
             llm = AutoModelForCausalLM.from_config(config.text_config)
         if vision is None:
@@ -50,7 +53,8 @@ class VLModel(PreTrainedModel, GenerationMixin):
         self.llm = llm
         self.vision = VisionTower(vision)
         method_cls = method_class(config.method)
-        settings = settings_from_dict(method_cls.settings_class, config.method_config, f"method '{config.method}'")
+        settings = method_settings if method_settings is not None else settings_from_dict(
+            method_cls.settings_class, config.method_config, f"method '{config.method}'")
         vision_config = getattr(vision.config, "vision_config", None) or vision.config
         check_sizes(settings, llm.config, vision_config, f"method '{config.method}'")  # before anything is allocated
         self.method = method_cls(settings, self.llm, self.vision)
@@ -85,7 +89,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
         vision_module = load_vision_tower(vision, dtype)
         settings = {**(method_config or {}), **method_kwargs}
         method_cls = method_class(method)
-        settings_from_dict(method_cls.settings_class, settings, f"method '{method}'")  # fail early
+        method_settings = settings_from_dict(method_cls.settings_class, settings, f"method '{method}'")  # fail early
         # A composite config resets its sub-configs' attention backend: keep the backbones' own.
         backends = {
             "text_config": llm_module.config._attn_implementation,
@@ -100,7 +104,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
             llm_name_or_path=str(llm) if not isinstance(llm, nn.Module) else name_or_path_of(llm_module),
             vision_name_or_path=str(vision) if not isinstance(vision, nn.Module) else name_or_path_of(vision_module),
         )
-        return cls(config, llm=llm_module, vision=vision_module)
+        return cls(config, llm=llm_module, vision=vision_module, method_settings=method_settings)
 
     def init_weights(self):
         """The backbones are loaded and the method's modules initialise themselves:
@@ -309,7 +313,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
 
         return push_adapter_to_hub(self, repo_id, private=private, token=token)
 
-    def load_adapter(self, directory: str | os.PathLike) -> "VLModel":
+    def load_adapter(self, directory) -> "VLModel":
         """Load trainable weights saved for this same backbone pair and method settings."""
         from .checkpoint import load_adapter
 
@@ -319,7 +323,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
     @classmethod
     def from_adapter(
         cls,
-        directory: str | os.PathLike,
+        directory,
         llm: str | os.PathLike | nn.Module | None = None,
         vision: str | os.PathLike | nn.Module | None = None,
         dtype=None,
@@ -328,31 +332,30 @@ class VLModel(PreTrainedModel, GenerationMixin):
     ) -> "VLModel":
         """Rebuild a trained model: its saved method settings on the given (or recorded) backbones.
 
-        `directory`: a local adapter directory or a Hub repo id (`user/repo`, at `revision`).
+        `directory`: a local adapter directory or a Hub repo id (`user/repo`, at `revision`), or the
+        `checkpoint.ResolvedAdapter` of one.
         `quantization="4bit"|"8bit"` loads the frozen LLM through bitsandbytes (GPU, else CPU).
         """
-        from .checkpoint import AdapterError, read_adapter_config
-        from .hub import resolve_adapter
+        from .checkpoint import AdapterError
+        from .hub import open_adapter
 
-        directory = resolve_adapter(directory, revision)
-        saved = read_adapter_config(directory)
+        adapter = open_adapter(directory, revision)  # found and read once; passed down to load_adapter
+        saved = adapter.config
         llm = llm if llm is not None else saved.get("llm_name_or_path")
         vision = vision if vision is not None else saved.get("vision_name_or_path")
         if llm is None or vision is None:
-            raise AdapterError(f"adapter '{directory}' does not record its backbones: pass llm= and vision=")
+            raise AdapterError(f"adapter '{adapter}' does not record its backbones: pass llm= and vision=")
         try:
             model = cls.from_backbones(llm, vision, method=saved["method"], method_config=saved["method_config"],
                                        dtype=dtype, quantization=quantization)
         except ConfigError as error:  # a setting in the adapter's JSON: name the file
-            raise AdapterError(f"adapter '{directory}': {error}") from None
+            raise AdapterError(f"adapter '{adapter}': {error}") from None
         model.config.prompt_template = saved.get("prompt_template")
         model.config.prompt_layout = saved.get("prompt_layout") or "plain"
         model.config.official = saved.get("official")
-        return model.load_adapter(directory).eval()  # loaded for use, as from_pretrained: dropout off
+        return model.load_adapter(adapter).eval()  # loaded for use, as from_pretrained: dropout off
 
 
 # Known to transformers' Auto classes from the moment the model class exists (`ademvl.auto`).
 # Not on `import ademvl`: harnesses import the package at every start-up and must stay light.
-from .auto import register as _register_with_transformers  # noqa: E402
-
-_register_with_transformers()
+register_auto_classes(VLConfig, VLModel, VLProcessor)

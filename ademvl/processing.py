@@ -47,7 +47,7 @@ class VLProcessor(ProcessorMixin):
         """One row per prompt; `images` gives one PIL image (or None: text-only) per prompt."""
         from .data.example import VLExample
         from .evaluation.generation import GenerationCollator
-        from .integrations.chat import check_template
+        from .prompting import check_template
 
         if text is None:
             raise ValueError("VLProcessor needs text: one prompt (or a list of prompts)")

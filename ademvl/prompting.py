@@ -23,6 +23,7 @@ prompt's own tokens), and without a [cls] token no image prefix at all:
 """
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
 IMAGE_PREFIX = "Image: "
@@ -36,6 +37,14 @@ class EncodedSample:
     input_ids: list[int]
     labels: list[int]
     image_slot: int  # -1 when the sample has no visual tokens
+
+
+def pad_token_id(tokenizer) -> int:
+    """The tokenizer's pad id, else its EOS id (LLaMA tokenizers have no pad token), else 0."""
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return token_id
+    return 0
 
 
 def placeholder_id(tokenizer) -> int:
@@ -156,3 +165,18 @@ def encode_sample(
     ids += prompt_ids
     labels = [IGNORE_INDEX] * len(ids) + answer_ids
     return EncodedSample(input_ids=ids + answer_ids, labels=labels, image_slot=slot)
+
+
+def check_template(template: str, name: str = "prompt_template") -> str:
+    """`template`, if "{prompt}" is its only field (one line naming `name` otherwise, not a KeyError later)."""
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as error:  # a lone "{" or "}"
+        raise ValueError(f"{name} {template!r} is not a valid template ({error}; write {{{{ }}}} for literal braces)") from None
+    others = sorted({f"{{{field}}}" for field in fields if field != "prompt"})
+    if others:
+        raise ValueError(f"{name} {template!r} has unknown field(s) {', '.join(others)}: the only field is {{prompt}} "
+                         "(write {{ }} for literal braces)")
+    if "prompt" not in fields:
+        raise ValueError(f"{name} must contain '{{prompt}}', got {template!r}")
+    return template

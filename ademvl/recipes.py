@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .safeyaml import shown
+from .safeyaml import parse_overrides, shown
 
 
 class RecipeError(ValueError):
@@ -235,8 +235,6 @@ def load_recipe(path_or_name: str | os.PathLike, overrides: list[str] | dict | N
     if isinstance(overrides, dict):
         items = list(overrides.items())
     else:
-        from .commands.options import parse_overrides
-
         items = []
         for item in overrides or []:  # keep order and allow repeated keys (last wins)
             items.extend(parse_overrides([item]).items())

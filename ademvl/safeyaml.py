@@ -88,3 +88,18 @@ def shown(value: Any, limit: int = 120) -> str:
     """`repr(value)` as an error line shows it: at most a few items per level, at most `limit` characters."""
     text = _REPR.repr(value)
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """`key=value` strings → dict, values parsed as YAML (`scales=[256,64]`, `use_cls=false`), bounded
+    (`load_yaml`): no Python tags, no alias bombs."""
+    result = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"override '{item}' is not of the form key=value")
+        key, value = item.split("=", 1)
+        try:
+            result[key.strip()] = load_yaml(value, f"override '{key.strip()}'")
+        except yaml.YAMLError as error:  # e.g. a !!python/... tag: refused, never built
+            raise ValueError(f"override '{key.strip()}' is not a plain YAML value: {yaml_problem(error)}") from None
+    return result

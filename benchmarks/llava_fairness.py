@@ -155,7 +155,6 @@ def trainable(model) -> list[nn.Parameter]:
 
 
 def build(cfg, names, log):
-    from ademvl.methods.llava_lora import LlavaLoraSettings
     from ademvl.model import VLModel
 
     llm, vision = build_backbones(cfg)

@@ -91,7 +91,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE), help="folder for serve_results.{json,md}")
     args = parser.parse_args(argv)
 
-    from ademvl.serve.process import running_server
+    sys.path.insert(0, str(HERE.parent / "tests"))  # the server-in-a-child-process helper the server tests use
+    from child_process import running_server
 
     requests = workload(args.requests)
     with contextlib.ExitStack() as stack:

@@ -14,7 +14,8 @@ import sys
 
 def main(argv=None) -> int:
     from ademvl.data.easyvqa import easyvqa_data_dir
-    from ademvl.serve.process import running_server
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    from child_process import running_server  # the server tests' helper: `ademvl serve` in a child process
     from playwright.sync_api import sync_playwright
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -10,7 +10,7 @@ import urllib.request
 
 def running_server(*argv: str):
     """`ademvl serve ARGV` on CPU, one thread, on a free port; yields its base URL."""
-    from ademvl.serve.process import running_server as serve
+    from child_process import running_server as serve
 
     return serve("--device", "cpu", *argv, threads=1)
 

@@ -15,7 +15,7 @@ from ademvl.cli import main
 from ademvl.model import VLModel
 from tiny import tiny_llm, tiny_tokenizer, write_image
 from tiny_eval import make_checkpoint, make_scienceqa
-from train_tiny import corrupt_png_body, write_recipe
+from train_tiny import corrupt_png_body, nan_loss_on_call, write_recipe
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -162,17 +162,7 @@ def test_nan_weights_are_not_saved_and_the_last_finite_checkpoint_is_named(root,
 
 
 def test_nan_loss_names_the_last_finite_checkpoint(root, tmp_path, capsys, monkeypatch):
-    forward = VLModel.forward
-    calls = {"n": 0}
-
-    def poisoned(self, *args, **kwargs):
-        out = forward(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            out.loss = out.loss * float("nan")
-        return out
-
-    monkeypatch.setattr(VLModel, "forward", poisoned)
+    nan_loss_on_call(monkeypatch, 3)
     run = tmp_path / "run"
     one_line(capsys, ["train", str(root / "tiny.yaml"), "train.save_every=1", "--output-dir", str(run), "--no-progress"],
              "loss is nan at step 3", "last finite checkpoint", "step-00000002")

@@ -2,14 +2,13 @@
 with the predictions of a run never stopped; an unfinished journal is never overwritten."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 from ademvl.cli import main
 from ademvl.evaluation import generation
 from ademvl.evaluation.journal import journal_path
+from child_process import sigkill_when
 from tiny_eval import make_checkpoint, make_scienceqa
 
 # The eval CLI, each batch slowed down so that the kill lands while it generates.
@@ -40,18 +39,7 @@ def test_killed_evaluation_resumes_where_it_stopped(tmp_path, monkeypatch, capsy
     proc = subprocess.Popen([sys.executable, "-c", SLOW_EVAL, *argv, "--output", str(output)],
                             env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert proc.poll() is None, "evaluation ended before it could be killed"
-            if journal.is_file() and len(predictions(journal.read_text())) >= 2:
-                break
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_when(proc, lambda: journal.is_file() and len(predictions(journal.read_text())) >= 2, "evaluation")
     kept = journal.read_text()
     done = [p["id"] for p in predictions(kept)]
     assert 2 <= len(done) < 5 and not output.exists()

@@ -2,19 +2,13 @@
 import os
 import subprocess
 import sys
-import socket
 
 import torch
 from safetensors.torch import load_file
 
 from ademvl.model import VLModel
+from child_process import free_port
 from train_tiny import write_recipe
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_end_with_identical_trainable_weights(tmp_path):

@@ -3,11 +3,8 @@ same global batch, each rank storing half of the frozen LLM; a SIGKILLed run res
 composes with gradient checkpointing and bf16; one process or bitsandbytes weights are refused in one line."""
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -19,7 +16,7 @@ from ademvl.training.launch import describe, fewer_than_asked
 from ademvl.training.metrics import read_metrics
 from ademvl.training.safestate import load_state
 from ademvl.training.state import checkpoint_dirs
-from train_tiny import write_recipe, write_varied_easyvqa
+from child_process import free_port, sigkill_when
 
 # 8 records, answers of very different lengths, no dropout (both runs must compute the same thing).
 # One process: batch 4 × accum 2; two: batch 2 × accum 2 each. Every optimizer step is the whole epoch.
@@ -31,17 +28,8 @@ FSDP = ["train.sharding=fsdp", "train.batch_size=2"]
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fsdp")
-    write_recipe(root)
-    write_varied_easyvqa(root)
-    return root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def root(tiny_run_root):
+    return tiny_run_root("fsdp", varied=True)
 
 
 def torchrun(root, out, *overrides, resume=False, popen=False):
@@ -111,17 +99,8 @@ def test_each_rank_stores_half_of_the_frozen_llm(sharded):
 def test_sigkilled_fsdp_run_resumes_bit_identically(root, sharded, tmp_path):
     killed = tmp_path / "killed"
     proc = torchrun(root, killed, popen=True)
-    try:
-        deadline = time.time() + 180
-        while not (killed / "checkpoints" / "step-00000001").exists() and time.time() < deadline:
-            assert proc.poll() is None, "training ended before it could be killed"
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    sigkill_when(proc, (killed / "checkpoints" / "step-00000001").exists, "training", timeout=180,
+                 group=True)  # torchrun and both ranks
     done_before = max(int(p.name.split("-")[1]) for p in checkpoint_dirs(killed))
     assert 1 <= done_before < 6
     resumed = torchrun(root, killed, resume=True)

@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -12,16 +11,12 @@ from safetensors.torch import load_file
 from ademvl.training import load_recipe, train
 from ademvl.training.metrics import read_metrics
 from ademvl.training.state import checkpoint_dirs
+from child_process import sigkill_when
 from train_tiny import write_recipe
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Same thread count as the killed subprocess (OMP_NUM_THREADS=1), so float sums match bit for bit."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Same thread count as the killed subprocess (OMP_NUM_THREADS=1), so float sums match bit for bit.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def weights(run_dir):
@@ -39,16 +34,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
                              "--output-dir", str(killed_dir), "--no-progress"],
                             env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while not (killed_dir / "checkpoints" / "step-00000001").exists() and time.time() < deadline:
-            assert proc.poll() is None, "training process ended before it could be killed"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_when(proc, (killed_dir / "checkpoints" / "step-00000001").exists, "training process")
     assert proc.returncode == -signal.SIGKILL
     done_before = max(int(p.name.split("-")[1]) for p in checkpoint_dirs(killed_dir))
     assert done_before < 20

@@ -9,23 +9,15 @@ from ademvl.model import VLModel
 from ademvl.training import NonFiniteLossError, TrainingError, load_recipe, train
 from ademvl.training.metrics import read_metrics
 from ademvl.training.state import checkpoint_dirs
-from train_tiny import write_recipe
+from train_tiny import nan_loss_on_call
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is several times faster than oversubscribed cores (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    write_recipe(root)
-    return root
+def root(tiny_run_root):
+    return tiny_run_root("train")
 
 
 def recipe(root, *overrides):
@@ -80,17 +72,7 @@ def test_run_dir_with_checkpoints_needs_resume(root, tmp_path):
 
 
 def test_nan_loss_stops_the_run_naming_the_step(root, tmp_path, monkeypatch):
-    calls = {"n": 0}
-    forward = VLModel.forward
-
-    def poisoned(self, *args, **kwargs):
-        out = forward(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            out.loss = out.loss * float("nan")
-        return out
-
-    monkeypatch.setattr(VLModel, "forward", poisoned)
+    nan_loss_on_call(monkeypatch, 3)
     with pytest.raises(NonFiniteLossError, match="loss is nan at step 3 "):
         train(recipe(root), output_dir=tmp_path / "run", progress=False)
 

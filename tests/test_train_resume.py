@@ -9,14 +9,11 @@ from safetensors.torch import load_file
 
 from ademvl.training import load_recipe, lr_at, train
 from ademvl.training.metrics import read_metrics
-from train_tiny import write_recipe
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume")
-    write_recipe(root)
-    return root
+def root(tiny_run_root):
+    return tiny_run_root("resume")
 
 
 def recipe(root, *overrides):

@@ -2,7 +2,6 @@
 grad-accum 2 × batch B equals batch 2B, and 2 processes (gloo) equal 1 at the same global batch,
 on answers from one token to dozens (updated float32 weights within 1e-6)."""
 import os
-import socket
 import subprocess
 import sys
 
@@ -10,7 +9,7 @@ import pytest
 from safetensors.torch import load_file
 
 from ademvl.training import load_recipe, train
-from train_tiny import write_recipe, write_varied_easyvqa
+from child_process import free_port
 
 # No dropout: the two splits of a step must see the same computation, not the same random masks.
 # lr 1e-3: Adam divides by |g|, so float32 rounding in near-zero gradients moves a weight by ~lr·1e-4;
@@ -20,11 +19,8 @@ COMMON = ["data.limit=8", "model.method_config.adapter_dropout=0.0", "train.warm
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tokens")
-    write_recipe(root)
-    write_varied_easyvqa(root)
-    return root
+def root(tiny_run_root):
+    return tiny_run_root("tokens", varied=True)
 
 
 def run(root, out, *overrides):
@@ -59,12 +55,6 @@ def test_grad_accumulation_equals_the_joined_batch(root, tmp_path):
     assert abs(joined.final_loss - split.final_loss) <= 1e-5
     first = run(root, tmp_path / "one-step", "train.batch_size=4", "train.max_steps=1")
     assert max_diff(adapter(first.run_dir), adapter(joined.run_dir)) > 1e-3  # the 4 steps did move the weights
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_equal_one_at_the_same_global_batch(root, tmp_path):

@@ -74,6 +74,23 @@ def write_varied_easyvqa(root: Path, n_images: int = 8) -> str:
     return str(data)
 
 
+def nan_loss_on_call(monkeypatch, n: int) -> None:
+    """Make the `n`-th `VLModel.forward` from now on (counting from 1) return a NaN loss."""
+    from ademvl.model import VLModel
+
+    forward = VLModel.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == n:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(VLModel, "forward", poisoned)
+
+
 def corrupt_png_body(path) -> None:
     """Keep a PNG's structure and checksums but garble its pixel data: PIL's cheap `verify()` (the
     pre-check) passes, decoding (in a DataLoader worker) fails."""

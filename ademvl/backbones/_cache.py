@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from ..atomic import replace_dir, staging_dir
 
 RECIPE_FILE = "ademvl_recipe.json"
 
@@ -48,16 +48,14 @@ def read_recipe(path: Path) -> dict[str, Any] | None:
 
 def build_atomically(target: Path, recipe: dict[str, Any],
                      build: Callable[[Path], None]) -> Path:
-    """Run ``build(tmpdir)`` and atomically move ``tmpdir`` to ``target``.
+    """Run ``build(tmpdir)`` and atomically move ``tmpdir`` to ``target`` (``ademvl.atomic``).
 
     ``build`` fills an empty directory. The recipe stamp is written last, then
     the directory is renamed into place. An existing ``target`` (stale recipe)
     is moved aside first and deleted only after the new one is in place.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with staging_dir(target) as tmp:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
@@ -69,22 +67,11 @@ def build_atomically(target: Path, recipe: dict[str, Any],
             json.dump(recipe, f, indent=2, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.rmdir(old)
-            os.replace(target, old)
         try:
-            os.replace(tmp, target)
+            replace_dir(tmp, target)
         except OSError:
             # Someone else finished the same build concurrently: keep theirs
             # if it matches, otherwise re-raise.
             if read_recipe(target) != recipe:
                 raise
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

@@ -19,13 +19,12 @@ is" is " Paris." .
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
-import site
 import sys
 import time
 from pathlib import Path
 
+from ..package_data import package_dirs
 from ._cache import (BackboneNotAvailableError, build_atomically, read_recipe,
                      resolve_cache_dir)
 
@@ -37,25 +36,7 @@ FORMAT_VERSION = 1
 
 
 def _candidate_dirs() -> list[Path]:
-    dirs: list[Path] = []
-    try:
-        spec = importlib.util.find_spec(GGUF_PACKAGE)  # does not execute __init__
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.submodule_search_locations:
-        dirs.extend(Path(p) for p in spec.submodule_search_locations)
-    roots: list[str] = []
-    try:
-        roots.extend(site.getsitepackages())
-    except AttributeError:  # some virtualenvs
-        pass
-    try:
-        roots.append(site.getusersitepackages())
-    except AttributeError:
-        pass
-    roots.extend(p for p in sys.path if p)
-    dirs.extend(Path(r) / GGUF_PACKAGE for r in roots)
-    return dirs
+    return package_dirs(GGUF_PACKAGE)
 
 
 def find_smollm2_gguf() -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..checkpoint import atomic_write_bytes
+from ..atomic import atomic_write_text
 
 FLOP_COLUMNS = ["method", "extra input tokens", "trainable", "forward TFLOPs (prompt)", "÷ ADEM-VL",
                 "paper TFLOPs", "paper ÷ ADEM-VL", "decode GFLOPs (1 new token)", "train-step TFLOPs"]
@@ -123,5 +123,5 @@ def write_results(record: dict, out_dir) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "results.json", out / "results.md"
     for path, text in ((json_path, json.dumps(record, indent=2) + "\n"), (md_path, markdown(record))):
-        atomic_write_bytes(path, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+        atomic_write_text(path, text, encoding="utf-8")
     return json_path, md_path

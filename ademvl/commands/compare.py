@@ -9,36 +9,11 @@ as that run where its settings are the same.
 Variants: the groups methods, ablations, all, or names (see --variants)."""
 from __future__ import annotations
 
-import argparse
-
 from ..compare import CompareConfig, run_compare
 from ..compare.run import SIZES
 from ..compare.variants import BEST_ALPHA, BEST_BETA, VARIANTS, parse_variants
 from .demo import add_pipeline_arguments, pipeline_config
-from .options import positive_float, positive_int
-
-
-def int_list(kind):
-    """argparse type: comma-separated integers of `kind`, each once, in the order given."""
-    def parse(text: str) -> list[int]:
-        values = [kind(part.strip()) for part in text.split(",") if part.strip()]
-        if not values:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-        return list(dict.fromkeys(values))
-    return parse
-
-
-def non_negative(what: str):
-    """argparse type: an integer ≥ 0, the error naming `what`."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what} (an integer ≥ 0), got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{what}s must be ≥ 0, got {value}")
-        return value
-    return parse
+from .options import int_list, non_negative, positive_float, positive_int
 
 
 seed = non_negative("seed")

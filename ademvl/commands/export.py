@@ -28,16 +28,17 @@ def _fresh(path: str, option: str) -> Path:
 
 
 def run(args) -> int:
-    from ..checkpoint import read_adapter_config
+    from ..checkpoint import read_adapter
     from ..model import VLModel
     from ..peft_export import export_peft_adapter
 
     output = _fresh(args.output, "--output")
     merged = _fresh(args.merged_llm, "--merged-llm") if args.merged_llm else None
-    method = read_adapter_config(args.checkpoint)["method"]
+    adapter = read_adapter(args.checkpoint)  # read once, passed on to from_adapter
+    method = adapter.config["method"]
     if method != "llava-lora":
         raise ValueError(f"only llava-lora adapters hold LoRA layers to export; '{args.checkpoint}' is {method}")
-    model = VLModel.from_adapter(args.checkpoint, llm=args.llm, vision=args.vision)
+    model = VLModel.from_adapter(adapter, llm=args.llm, vision=args.vision)
     export_peft_adapter(model, output)
     print(f"peft LoRA adapter written to {output} (PeftModel.from_pretrained(llm, '{output}'))")
     if merged is not None:

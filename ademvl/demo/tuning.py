@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ..checkpoint import atomic_write_json
+from ..atomic import atomic_write_json
 
 RESULT_NAME = "run_result.json"
 EVAL_NAME = "eval_test.json"

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
-from ..checkpoint import atomic_write_json
+from ..atomic import atomic_write_json
 from ..data import format_scienceqa_table, parse_answer_letter, score_captions, score_exact_match, scienceqa_table
 from ..data.easyvqa import normalize_answer
 from ..official import protocol

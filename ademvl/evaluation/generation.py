@@ -13,6 +13,7 @@ from ..collate import VLCollator
 from ..context import prompt_token_limit
 from ..data.example import VLExample
 from ..data.images import load_image
+from ..prompting import pad_token_id
 
 class GenerationCollator(VLCollator):
     """`VLCollator` that also accepts an in-memory PIL image in `VLExample.image`
@@ -36,14 +37,6 @@ class GenerationCollator(VLCollator):
         out = processed.new_zeros(len(examples), *processed.shape[1:])
         out[list(images)] = processed
         return out
-
-
-def pad_token_id(tokenizer) -> int:
-    """The tokenizer's pad id, else its EOS id (LLaMA tokenizers have no pad token), else 0."""
-    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
-        if token_id is not None:
-            return token_id
-    return 0
 
 
 def model_device(model) -> torch.device:

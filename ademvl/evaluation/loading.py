@@ -10,28 +10,8 @@ import os
 
 import torch
 
+from ..loading import _first_line, load_tokenizer
 from ..loading import load_image_processor as _load_image_processor
-
-
-def _first_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
-def load_tokenizer(path: str | os.PathLike | None):
-    """`AutoTokenizer` at `path`; pad token falls back to EOS (the collator pads left itself)."""
-    if not path:
-        raise ValueError("no tokenizer path: the adapter records no LLM path; pass --tokenizer (or --llm)")
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-    except (OSError, ValueError, TypeError) as error:
-        raise ValueError(f"cannot load a tokenizer from '{path}': {_first_line(error)} "
-                         "(save one there with tokenizer.save_pretrained, or pass --tokenizer)") from error
-    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def load_image_processor(path: str | os.PathLike | None):
@@ -69,15 +49,14 @@ def load_for_eval(checkpoint: str | os.PathLike, llm=None, vision=None, tokenize
     to the library's; a task name ("scienceqa", "caption", "instruction") to that official one.
     A model in an official layout gets the official image processor (`image_processor` unused).
     """
-    from ..checkpoint import read_adapter_config
-    from ..hub import resolve_adapter
+    from ..hub import open_adapter
     from ..loading import quantization_config
     from ..model import VLModel
     from ..official import check_task, official_image_processor
 
     quantization_config(quantization)  # refuse early, before anything loads
-    checkpoint = resolve_adapter(checkpoint)
-    saved = read_adapter_config(checkpoint)
+    adapter = open_adapter(checkpoint)  # found and read once; VLModel.from_adapter takes it as it is
+    saved = adapter.config
     task = saved.get("official") if official is None else (official or None)
     if task is not None:
         check_task(task)
@@ -87,7 +66,7 @@ def load_for_eval(checkpoint: str | os.PathLike, llm=None, vision=None, tokenize
     processor = None if task is not None else load_image_processor(
         image_processor or (vision if isinstance(vision, (str, os.PathLike)) else None)
         or saved.get("vision_name_or_path"))
-    model = VLModel.from_adapter(checkpoint, llm=llm, vision=vision, dtype=dtype, quantization=quantization)
+    model = VLModel.from_adapter(adapter, llm=llm, vision=vision, dtype=dtype, quantization=quantization)
     model.config.official = task
     if task is not None:
         processor = official_image_processor(task, model.vision.config.image_size)

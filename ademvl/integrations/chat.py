@@ -12,7 +12,6 @@ answer + "\\n"``, then the template around the last question.
 from __future__ import annotations
 
 import os
-import string
 
 import torch
 import torch.nn.functional as F
@@ -24,25 +23,10 @@ from ..data.llava_instruct import QUESTION_TEMPLATE as LLAVA_QUESTION_TEMPLATE
 from ..context import prompt_token_limit
 from ..evaluation.generation import GenerationCollator, generate_batch, model_device
 from ..collate import prompt_layout_of
-from ..prompting import encode_sample
+from ..prompting import check_template, encode_sample
 
 DEFAULT_TEMPLATE = "{prompt}"
 INSTRUCT_TEMPLATE = LLAVA_QUESTION_TEMPLATE  # the LLaVA-instruct training layout
-
-
-def check_template(template: str, name: str = "prompt_template") -> str:
-    """`template`, if "{prompt}" is its only field (one line naming `name` otherwise, not a KeyError later)."""
-    try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
-    except ValueError as error:  # a lone "{" or "}"
-        raise ValueError(f"{name} {template!r} is not a valid template ({error}; write {{{{ }}}} for literal braces)") from None
-    others = sorted({f"{{{field}}}" for field in fields if field != "prompt"})
-    if others:
-        raise ValueError(f"{name} {template!r} has unknown field(s) {', '.join(others)}: the only field is {{prompt}} "
-                         "(write {{ }} for literal braces)")
-    if "prompt" not in fields:
-        raise ValueError(f"{name} must contain '{{prompt}}', got {template!r}")
-    return template
 
 
 def resolve_template(model, template: str | None, name: str = "prompt_template") -> str:

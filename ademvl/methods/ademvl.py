@@ -8,11 +8,11 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..architectures import decoder_blocks, decoder_layout, get_attr
 from ..fusion import adaptive_fusion, drop_index
-from ..layers import MLPWithParallelAdapter, ParallelAdapter, Projector
+from ..layers import Projector
 from ..vision import VisionTower, check_scales, multiscale_pool
-from .base import FusionMethod, VisualInputs, mark_trainable
+from .base import FusionMethod, VisualInputs
+from .blocks import add_vision_adapters, wrap_decoder_mlps
 from .layer_call import current_layer_call
 
 
@@ -74,13 +74,9 @@ class AdemVL(FusionMethod):
         self.pos_values = nn.Parameter(torch.empty(self.num_visual, d)) if s.fusion else None  # E2
         self.reset_parameters()
 
-        for block in vision.blocks:
-            adapter = ParallelAdapter(d_v, s.adapter_dim, s.adapter_scale, s.adapter_dropout)
-            block.mlp = MLPWithParallelAdapter(block.mlp, mark_trainable(adapter))
+        add_vision_adapters(vision, s.adapter_dim, s.adapter_scale, s.adapter_dropout)
         if s.fusion:
-            mlp_name = decoder_layout(llm).mlp
-            for block in decoder_blocks(llm):
-                setattr(block, mlp_name, FusedMLP(get_attr(block, mlp_name), s.alpha, s.gamma))
+            wrap_decoder_mlps(llm, lambda mlp: FusedMLP(mlp, s.alpha, s.gamma))
 
     def reset_parameters(self) -> None:
         if self.pos_keys is not None:

@@ -6,8 +6,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..layers import Projector
+from ..architectures import decoder_blocks, decoder_layout, get_attr
+from ..layers import MLPWithParallelAdapter, ParallelAdapter, Projector
 from ..vision import VisionTower
+from .base import mark_trainable
 from .layer_call import current_layer_call
 
 
@@ -173,3 +175,17 @@ def make_neck(d_v: int, d: int, hidden: int, gated: bool) -> nn.Module:
 def scatter_rows(template: torch.Tensor, has_image: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Write the image rows' values into a zero tensor shaped for the whole batch."""
     return template.index_put((has_image.nonzero().squeeze(1),), rows.to(template.dtype))
+
+
+def add_vision_adapters(vision: VisionTower, dim: int, scale: float, dropout: float) -> None:
+    """ADEM-VL's trainable parallel adapter beside the MLP of every vision block."""
+    for block in vision.blocks:
+        adapter = ParallelAdapter(vision.hidden_size, dim, scale, dropout)
+        block.mlp = MLPWithParallelAdapter(block.mlp, mark_trainable(adapter))
+
+
+def wrap_decoder_mlps(llm: nn.Module, wrap) -> None:
+    """Replace every decoder block's MLP by `wrap(mlp)` (the method's per-layer fusion)."""
+    mlp_name = decoder_layout(llm).mlp
+    for block in decoder_blocks(llm):
+        setattr(block, mlp_name, wrap(get_attr(block, mlp_name)))

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..layers import MLPWithParallelAdapter, ParallelAdapter, Projector
+from ..layers import Projector
 from ..vision import VisionTower
 from .base import FusionMethod, VisualInputs, mark_trainable
-from .blocks import scatter_rows
+from .blocks import add_vision_adapters, scatter_rows
 
 # Attention projections LoRA targets by default, per LLM architecture.
 DEFAULT_TARGETS = {"gpt2": ("c_attn",)}
@@ -77,9 +77,7 @@ class LlavaLora(FusionMethod):
         self.num_patches = vision.grid * vision.grid
         self.projector = Projector(vision.hidden_size, self.llm_hidden, s.projector_hidden)
         if s.vision_adapters:
-            for block in vision.blocks:
-                adapter = ParallelAdapter(vision.hidden_size, s.adapter_dim, s.adapter_scale, s.adapter_dropout)
-                block.mlp = MLPWithParallelAdapter(block.mlp, mark_trainable(adapter))
+            add_vision_adapters(vision, s.adapter_dim, s.adapter_scale, s.adapter_dropout)
         inject_lora(llm, lora_config(llm, s))
 
     @property

@@ -10,12 +10,11 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..architectures import decoder_blocks, decoder_layout, get_attr
-from ..layers import MLPWithParallelAdapter, ParallelAdapter, Projector
+from ..layers import Projector
 from ..vision import VisionTower
 from .base import FusionMethod, VisualInputs, mark_trainable
+from .blocks import add_vision_adapters, scatter_rows, wrap_decoder_mlps
 from .layer_call import current_layer_call
-from .blocks import scatter_rows
 
 
 @dataclass
@@ -71,13 +70,9 @@ class MemVP(FusionMethod):
         # Unused (no gradient): present in the reference model and in its parameter count.
         self.modality_embedding = nn.Embedding(2, d) if s.modality_embedding else None
 
-        for block in vision.blocks:
-            adapter = ParallelAdapter(d_v, s.adapter_dim, s.adapter_scale, s.adapter_dropout)
-            block.mlp = MLPWithParallelAdapter(block.mlp, mark_trainable(adapter))
+        add_vision_adapters(vision, s.adapter_dim, s.adapter_scale, s.adapter_dropout)
         if s.fusion:
-            mlp_name = decoder_layout(llm).mlp
-            for block in decoder_blocks(llm):
-                setattr(block, mlp_name, MemoryMLP(get_attr(block, mlp_name), s.scale, s.dropout))
+            wrap_decoder_mlps(llm, lambda mlp: MemoryMLP(mlp, s.scale, s.dropout))
 
     @property
     def num_input_tokens(self) -> int:

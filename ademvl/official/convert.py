@@ -18,13 +18,11 @@ conversion needs no memory for the LLM.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..atomic import replace_dir, staging_dir
 from .profiles import OFFICIAL_TASKS, check_task, task_for_official_dataset
 from .pth import OfficialCheckpointError, read_official_checkpoint
 
@@ -145,13 +143,7 @@ def convert_official(checkpoint, llm, vision, output, task: str | None = None) -
     model.config.vision_name_or_path = _recorded_path(vision)
     model.config.official = task
     model.config.prompt_template = OFFICIAL_TASKS[task].prompt_template
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp"))
-    try:
+    with staging_dir(output) as staging:
         save_adapter(model, staging)
-        if output.exists():
-            output.rmdir()  # empty, checked above
-        os.replace(staging, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        replace_dir(staging, output)  # an empty `output` (checked above) is replaced
     return output

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from ..atomic import replace_dir, staging_dir
 
 SCRIPT_MODULE = "transformers.models.llama.convert_llama_weights_to_hf"
 # The script's --model_size names, by the number of consolidated.*.pth shards (LLaMA-1 sizes).
@@ -107,9 +107,7 @@ def convert_llama(input_dir, output, script=None, python=None, model_size: str |
             raise LlamaConversionError(f"{shards} consolidated shards: pass --model-size")
         model_size = SIZE_BY_SHARDS[shards]
     command = script_command(script, python)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp"))
-    try:
+    with staging_dir(output) as work:
         stage, result = work / "meta", work / "hf"
         stage.mkdir()
         for name, path in files.items():  # what the script expects in one --input_dir
@@ -122,9 +120,5 @@ def convert_llama(input_dir, output, script=None, python=None, model_size: str |
         if not (result / "config.json").is_file():
             raise LlamaConversionError("transformers' conversion script wrote no config.json")
         check_tokenizer(result, files["tokenizer.model"])
-        if output.exists():
-            output.rmdir()  # empty, checked above
-        os.replace(result, output)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        replace_dir(result, output)  # an empty `output` (checked above) is replaced
     return output

@@ -10,10 +10,10 @@
     batching    `worker.py`        one thread owns the model; concurrent requests share a batch
     per-request `rows.py`          one request's tokens → text, stop strings, streamed deltas
     web page    `page.py`          a single HTML page that streams from the same endpoint
-    process     `process.py`       `ademvl serve` in a child process (tests, benchmark, screenshot)
 
-The model is loaded once and only the worker thread runs it: the model keeps
-per-forward state (`VLModel.state`), so two forwards at once are not safe.
+The model is loaded once and only the worker thread runs it, so that concurrent
+requests are batched together; the visual inputs go with each call (nothing is
+stored on the model between calls).
 """
 from .app import create_app
 from .errors import RequestError

@@ -1,8 +1,11 @@
 """The batching worker: one thread owns the model and runs every generation.
 
-`VLModel` keeps per-forward state, so two forwards at once are never run.
-Requests queue here instead; when the model is free, the worker takes the
-oldest request plus every queued one with the same sampling settings (greedy,
+Each call carries its own visual inputs (`ademvl.methods.layer_call`: the
+model stores nothing between calls), so concurrent forwards would be safe;
+one thread runs them all so that concurrent requests share a batch instead of
+competing for the device and its memory. Requests queue here; when the model
+is free, the worker takes the oldest request plus every queued one with the
+same sampling settings (greedy,
 or one temperature/top-p pair: HF's `generate` samples a whole batch alike),
 up to `max_batch`, waiting at most `batch_wait` seconds for company. The batch
 is left-padded by the evaluators' `GenerationCollator` and decoded by one

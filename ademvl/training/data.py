@@ -46,21 +46,6 @@ def loader_kwargs(data: DataSection) -> dict:
     return kwargs
 
 
-def question_template(data: DataSection) -> str | None:
-    """How this dataset wraps one question ("{prompt}" marks it), recorded with the adapter so that
-    `generate`/`viz` ask the trained model in the shape it learnt. None where a prompt is built from
-    several fields (ScienceQA) or holds no question (COCO captions)."""
-    if data.dataset == "easyvqa":
-        from ..data.easyvqa import DEFAULT_VQA_PROMPT
-
-        return (data.prompt or DEFAULT_VQA_PROMPT).replace("{question}", "{prompt}")
-    if data.dataset == "llava_instruct":
-        from ..data.llava_instruct import QUESTION_TEMPLATE
-
-        return QUESTION_TEMPLATE
-    return None
-
-
 def balanced_sample(
     examples: list[VLExample], key: str, limit: int | None, seed: int, weights: dict | None = None,
     within: list | tuple = (),

@@ -47,7 +47,7 @@ class MetricsLog:
         line a kill left half-written, so that every step appears once."""
         if not self.enabled or not self.path.is_file():
             return
-        from ..checkpoint import atomic_write_bytes
+        from ..atomic import atomic_write_text
 
         kept = []
         for line in self.path.read_text().splitlines():
@@ -57,7 +57,7 @@ class MetricsLog:
                 continue
             if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
                 kept.append(line + "\n")
-        atomic_write_bytes(self.path, lambda tmp: Path(tmp).write_text("".join(kept)))
+        atomic_write_text(self.path, "".join(kept))
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

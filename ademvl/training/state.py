@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import remove_dir, replace_dir
 from ..checkpoint import save_adapter
 from .safestate import StateFileError, load_state, save_state
 from .sharding import gathered_optimizer_state, gathered_trainable, shard_optimizer_state
@@ -75,14 +76,6 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return dirs[-1] if dirs else None
 
 
-def _remove(directory: Path) -> None:
-    """Take a checkpoint out of `checkpoint_dirs` in one rename, then delete it (a kill leaves only hidden debris)."""
-    trash = directory.parent / f".{directory.name}.old"
-    shutil.rmtree(trash, ignore_errors=True)
-    directory.rename(trash)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
 def save_checkpoint(accelerator, model, optimizer, run_dir: Path, position: dict, keep_last: int) -> Path:
     """All ranks call this; rank 0 writes weights + shared state, every rank its own RNG state.
     A sharded (FSDP) model's weights and optimizer moments are gathered whole, so the files are the same."""
@@ -108,11 +101,9 @@ def save_checkpoint(accelerator, model, optimizer, run_dir: Path, position: dict
         raise
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if final.exists():
-            _remove(final)
-        tmp.rename(final)
-        for old in checkpoint_dirs(run_dir)[:-keep_last]:
-            _remove(old)
+        replace_dir(tmp, final)
+        for old in checkpoint_dirs(run_dir)[:-keep_last]:  # out of `checkpoint_dirs` in one rename, then deleted
+            remove_dir(old)
     accelerator.wait_for_everyone()
     return final
 

@@ -8,6 +8,12 @@ kept in fp32 while the frozen backbones may run in bf16/fp16 under autocast.
 Gradient accumulation is explicit (`no_sync`, or FSDP2's gradient-sync flag, on
 all but the last micro-batch of a step) so that the step count, data position and lr schedule are plain
 integers that a checkpoint can restore exactly.
+
+`train` refuses what this machine cannot do, then holds the run dir (created, locked) while a
+`TrainingRun` goes through its phases, in the order torchtune's recipes and litgpt's
+setup → fit read: `prepare` (processes, resume point, recipe comparison), `setup` (data, model,
+optimizer, scheduler, sharding), `fit` (the loop; `train_step` is one optimizer step) and
+`finish` (final adapter, summary, `TrainResult`).
 """
 from __future__ import annotations
 
@@ -24,10 +30,14 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..checkpoint import atomic_write_bytes, atomic_write_json, save_adapter
+from ..atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, replace_dir
+from ..backbones.aliases import BACKBONE_ALIASES, resolve_backbones  # noqa: F401  (imported from here too)
+from ..checkpoint import save_adapter
 from ..collate import VLCollator
 from ..context import prompt_token_limit
-from ..loading import load_image_processor, quantization_config
+from ..loading import load_image_processor, load_tokenizer as _load_tokenizer, quantization_config
+from ..model_builder import build_model
+from ..prompting import IGNORE_INDEX
 from ..recipes import Recipe
 from . import data as data_mod
 from . import launch, sharding
@@ -42,7 +52,6 @@ from .state import latest_checkpoint, load_checkpoint, read_position, save_check
 logger = logging.getLogger(__name__)
 
 ADAPTER_DIR = "adapter"
-IGNORE_INDEX = -100
 
 
 @dataclass
@@ -84,68 +93,9 @@ def run_dir_of(recipe: Recipe, output_dir=None) -> Path:
     return Path(output_dir or recipe.train.output_dir or Path("runs") / recipe.name)
 
 
-# Names of the embedded demo backbones (ademvl.backbones) → the function that builds/returns their directory.
-BACKBONE_ALIASES = {"smollm2": "smollm2_path", "easyvqa-clip": "tiny_clip_path"}
-
-
-def resolve_backbones(recipe: Recipe) -> Recipe:
-    """Replace the demo aliases in model.llm/vision (unless such a path exists) by their cached directories."""
-    def resolve(name):
-        if name in BACKBONE_ALIASES and not Path(name).exists():
-            from .. import backbones
-
-            return str(getattr(backbones, BACKBONE_ALIASES[name])())
-        return name
-
-    m = recipe.model
-    if m.llm not in BACKBONE_ALIASES and m.vision not in BACKBONE_ALIASES:
-        return recipe
-    model = dataclasses.replace(m, llm=resolve(m.llm), vision=resolve(m.vision))
-    return dataclasses.replace(recipe, model=model)
-
-
-def build_model(recipe: Recipe):
-    """The recipe's backbones + method, trainable weights in fp32."""
-    from ..model import VLModel
-
-    m = recipe.model
-    extra = {"quantization": m.quantization} if m.quantization else {}
-    model = VLModel.from_backbones(m.llm, m.vision, method=m.method, method_config=dict(m.method_config),
-                                   dtype=m.dtype, **extra)
-    for p in model.trainable_parameters().values():
-        if p.dtype != torch.float32:
-            p.data = p.data.float()
-    model.config.prompt_template = data_mod.question_template(recipe.data)
-    model.config.prompt_layout = m.prompt_layout
-    if m.official:  # the official layout and preprocessing (the collator takes them from the config)
-        from ..official import OFFICIAL_TASKS, task_for_dataset
-
-        if m.method != "ademvl":
-            raise ValueError(f"model.official is the official ADEM-VL layout: it needs method ademvl, not {m.method}")
-        model.config.official = task_for_dataset(recipe.data.dataset)
-        model.config.prompt_template = OFFICIAL_TASKS[model.config.official].prompt_template
-    return model
-
-
 def load_tokenizer(recipe: Recipe):
-    from transformers import AutoTokenizer
-
-    source = recipe.model.tokenizer or recipe.model.llm
-    try:
-        return AutoTokenizer.from_pretrained(str(source))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot load tokenizer from '{source}': {str(error).splitlines()[0]}") from error
-
-
-def _atomic_copy_dir(src: Path, dst: Path) -> None:
-    tmp = dst.parent / f".{dst.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    old = dst.parent / f".{dst.name}.old"
-    if dst.exists():
-        dst.rename(old)
-    tmp.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
+    """The recipe's tokenizer (`model.tokenizer`, else the LLM's), through the library's one loader."""
+    return _load_tokenizer(recipe.model.tokenizer or recipe.model.llm, hint="set model.tokenizer")
 
 
 @contextmanager
@@ -223,8 +173,11 @@ def train(recipe: Recipe, *, resume: bool = False, output_dir=None, model=None, 
         prepare_run_dir(run_dir, option)
         with main_launch_lock(run_dir, option):  # one trainer per run dir, taken before anything is written
             try:
-                return _run(recipe, run_dir, mixed_precision, resume=resume, output_dir=output_dir, model=model,
-                            stop_after=stop_after, progress=progress)
+                run = TrainingRun(recipe, run_dir, mixed_precision, stop_after=stop_after, progress=progress)
+                run.prepare(resume)
+                run.setup(model)
+                run.fit()
+                return run.finish()
             except OSError as error:  # a full disk outside the saves (metrics, summary): still one line
                 if not is_disk_full(error):
                     raise
@@ -257,240 +210,296 @@ def _resume_hint(recipe: Recipe, run_dir: Path) -> str:
             f"{recipe.source or recipe.name} --resume --output-dir {run_dir} (and the same overrides)")
 
 
-def _run(recipe: Recipe, run_dir: Path, mixed_precision: str, *, resume: bool, output_dir, model,
-         stop_after: int | None, progress: bool) -> TrainResult:
-    """`train` once its settings are known to be possible here."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, send_to_device, set_seed
-    from tqdm.auto import tqdm
+class TrainingRun:
+    """One training run in a run dir that `train` has created and locked; its phases in order:
+    `prepare`, `setup`, `fit`, `finish`."""
 
-    t = recipe.train
-    trackers = available_trackers(t.report_to)
-    accelerator = Accelerator(
-        mixed_precision=mixed_precision,
-        cpu=not torch.cuda.is_available(),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=t.find_unused_parameters)],
-        log_with=trackers or None,
-        project_dir=str(run_dir),
-    )
-    main = accelerator.is_main_process
-    short = launch.fewer_than_asked(accelerator.num_processes)  # accelerate launch on a CPU can start fewer
-    if main and (progress or short or accelerator.num_processes > 1):  # not once per run of a quiet sweep
-        print(launch.describe(accelerator.num_processes, getattr(accelerator.state, "backend", None),
-                              accelerator.device.type, t.sharding), file=sys.stderr, flush=True)
-    if main and short:
-        logger.warning(short)
-    changes: dict = {}
-    if resume:
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is None:
-            raise TrainingError(f"--resume: no checkpoint in '{run_dir / 'checkpoints'}'")
-        saved = read_position(checkpoint)
-        changes = check_resumable(saved.get("recipe") or {}, recipe.to_dict(), checkpoint)
-    else:
-        checkpoint = None
-        if latest_checkpoint(run_dir) is not None:
-            raise TrainingError(f"run dir '{run_dir}' already has checkpoints: pass --resume to continue it, "
-                                "or choose another --output-dir")
-    accelerator.wait_for_everyone()
-    recorded_recipe = recipe.to_dict()
-    with accelerator.main_process_first():  # a demo backbone is built once, by rank 0
-        recipe = resolve_backbones(recipe)
-    set_seed(t.seed)
+    def __init__(self, recipe: Recipe, run_dir: Path, mixed_precision: str, *, stop_after: int | None = None,
+                 progress: bool = True):
+        self.recipe = recipe
+        self.recorded_recipe = recipe.to_dict()  # as asked (demo aliases unresolved): recipe.yaml, checkpoints
+        self.t = recipe.train
+        self.run_dir = run_dir
+        self.mixed_precision = mixed_precision
+        self.stop_after = stop_after
+        self.progress = progress
 
-    examples, skipped = data_mod.load_examples(recipe.data)
-    tokenizer = load_tokenizer(recipe)
-    image_processor = load_image_processor(recipe.model.image_processor or recipe.model.vision)
-    if model is None:
-        model = build_model(recipe)
-    model.train()
-    if t.gradient_checkpointing:
-        model.activation_checkpointing_enable()
-    max_length = prompt_token_limit(model, cap=t.max_length)
-    collator = data_mod.SafeCollator(
-        VLCollator.for_model(model, tokenizer, image_processor, max_length=max_length),
-        skip_bad=recipe.data.skip_bad)
+    # --- prepare: processes, resume point, recipe comparison ----------------------------------
+    def prepare(self, resume: bool) -> None:
+        """Start accelerate, say what was started, and find the checkpoint to resume from (refusing a
+        recipe that changes what it means) or make sure there is none to overwrite."""
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
 
-    world, rank = accelerator.num_processes, accelerator.process_index
-    micro_per_epoch = data_mod.micro_batches_per_epoch(len(examples), t.batch_size, world)
-    steps_per_epoch = math.ceil(micro_per_epoch / t.grad_accum)
-    total_steps = t.epochs * steps_per_epoch
-    effective_batch = t.batch_size * t.grad_accum * world
-    lr = t.lr if t.lr is not None else scaled_lr(t.blr, effective_batch)
-    last_step = min(total_steps, t.max_steps or total_steps)
-    if stop_after is not None:
-        last_step = min(last_step, stop_after)
+        t, run_dir = self.t, self.run_dir
+        self.trackers = available_trackers(t.report_to)
+        accelerator = self.accelerator = Accelerator(
+            mixed_precision=self.mixed_precision,
+            cpu=not torch.cuda.is_available(),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=t.find_unused_parameters)],
+            log_with=self.trackers or None,
+            project_dir=str(run_dir),
+        )
+        self.main = main = accelerator.is_main_process
+        self.world, self.rank = accelerator.num_processes, accelerator.process_index
+        short = launch.fewer_than_asked(self.world)  # accelerate launch on a CPU can start fewer
+        if main and (self.progress or short or self.world > 1):  # not once per run of a quiet sweep
+            print(launch.describe(self.world, getattr(accelerator.state, "backend", None),
+                                  accelerator.device.type, t.sharding), file=sys.stderr, flush=True)
+        if main and short:
+            logger.warning(short)
+        self.changes: dict = {}
+        if resume:
+            self.checkpoint = latest_checkpoint(run_dir)
+            if self.checkpoint is None:
+                raise TrainingError(f"--resume: no checkpoint in '{run_dir / 'checkpoints'}'")
+            saved = read_position(self.checkpoint)
+            self.changes = check_resumable(saved.get("recipe") or {}, self.recorded_recipe, self.checkpoint)
+        else:
+            self.checkpoint = None
+            if latest_checkpoint(run_dir) is not None:
+                raise TrainingError(f"run dir '{run_dir}' already has checkpoints: pass --resume to continue it, "
+                                    "or choose another --output-dir")
+        accelerator.wait_for_everyone()
+        with accelerator.main_process_first():  # a demo backbone is built once, by rank 0
+            self.recipe = resolve_backbones(self.recipe)
 
-    sharded = t.sharding == "fsdp"
-    if sharded:  # FSDP2 instead of DDP: the model is sharded here; accelerate still runs processes and reductions
-        model = sharding.shard(model, accelerator.device)
-        optimizer = accelerator.prepare(build_optimizer(model, lr, t.weight_decay, t.betas))
-    else:
-        optimizer = build_optimizer(model, lr, t.weight_decay, t.betas)
-        model, optimizer = accelerator.prepare(model, optimizer)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    unwrapped = accelerator.unwrap_model(model)
-    # prepare() puts DDP's forward under autocast; a sharded model is not prepared, so its forward is wrapped here.
-    autocast = accelerator.autocast if sharded else nullcontext
+    # --- setup: data, model, optimizer, scheduler, sharding -----------------------------------
+    def setup(self, model=None) -> None:
+        """Everything the loop needs, in the order the seeded RNG sees it; then the resumed position."""
+        from accelerate.utils import set_seed
 
-    def gradient_sync(last: bool):
+        recipe, t = self.recipe, self.t
+        set_seed(t.seed)
+        self.examples, self.skipped = data_mod.load_examples(recipe.data)
+        tokenizer = load_tokenizer(recipe)
+        image_processor = load_image_processor(recipe.model.image_processor or recipe.model.vision)
+        if model is None:
+            model = build_model(recipe)
+        model.train()
+        if t.gradient_checkpointing:
+            model.activation_checkpointing_enable()
+        self.collator = data_mod.SafeCollator(
+            VLCollator.for_model(model, tokenizer, image_processor, max_length=prompt_token_limit(model, cap=t.max_length)),
+            skip_bad=recipe.data.skip_bad)
+        self._setup_schedule_numbers()
+        self._setup_optimizer(model)
+        self._setup_position()
+
+    def _setup_schedule_numbers(self) -> None:
+        t = self.t
+        micro_per_epoch = data_mod.micro_batches_per_epoch(len(self.examples), t.batch_size, self.world)
+        self.steps_per_epoch = math.ceil(micro_per_epoch / t.grad_accum)
+        self.total_steps = t.epochs * self.steps_per_epoch
+        self.effective_batch = t.batch_size * t.grad_accum * self.world
+        self.lr = t.lr if t.lr is not None else scaled_lr(t.blr, self.effective_batch)
+        self.last_step = min(self.total_steps, t.max_steps or self.total_steps)
+        if self.stop_after is not None:
+            self.last_step = min(self.last_step, self.stop_after)
+
+    def _setup_optimizer(self, model) -> None:
+        """DDP (accelerate's prepare) or FSDP2 around the model; AdamW on its trainable weights."""
+        t, accelerator = self.t, self.accelerator
+        self.sharded = t.sharding == "fsdp"
+        if self.sharded:  # FSDP2 instead of DDP: the model is sharded here; accelerate still runs processes and reductions
+            model = sharding.shard(model, accelerator.device)
+            optimizer = accelerator.prepare(build_optimizer(model, self.lr, t.weight_decay, t.betas))
+        else:
+            optimizer = build_optimizer(model, self.lr, t.weight_decay, t.betas)
+            model, optimizer = accelerator.prepare(model, optimizer)
+        self.model, self.optimizer = model, optimizer
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.unwrapped = accelerator.unwrap_model(model)
+        # prepare() puts DDP's forward under autocast; a sharded model is not prepared, so its forward is wrapped here.
+        self.autocast = accelerator.autocast if self.sharded else nullcontext
+
+    def _setup_position(self) -> None:
+        """Where the run starts: step 0, or the checkpoint's step with its weights, optimizer and RNG state;
+        the lr schedule from there, recipe.yaml, trackers and the metrics log."""
+        t, accelerator, run_dir, checkpoint = self.t, self.accelerator, self.run_dir, self.checkpoint
+        position = {"step": 0, "epoch": 0, "micro": 0, "world_size": self.world, "final_loss": None}
+        if checkpoint is not None:
+            position = load_checkpoint(accelerator, self.model, self.optimizer, checkpoint)
+        if self.main:  # only now: a refused or unreadable checkpoint leaves the run dir as it was
+            atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(self.recorded_recipe, sort_keys=False))
+        self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch, t.epochs, t.warmup_epochs, self.lr,
+                                         t.min_lr, start_step=position["step"])
+        if checkpoint is not None and self.main:
+            logger.info("resumed from %s at step %d", checkpoint, position["step"])
+            if self.changes:
+                logger.warning(
+                    "resuming %s at step %d with changed settings: %s%s", checkpoint.name, position["step"],
+                    describe(self.changes),
+                    (f"; lr schedule rebuilt for them: {self.total_steps} steps, lr "
+                     f"{self.scheduler.get_last_lr()[0]:.3g} from here" if schedule_changed(self.changes) else ""))
+        if self.trackers:
+            accelerator.init_trackers(self.recipe.name, config={"lr": self.lr, "effective_batch": self.effective_batch})
+        self.metrics = MetricsLog(run_dir, accelerator, enabled=self.main)
+        self.step, self.epoch, self.micro = position["step"], position["epoch"], position["micro"]
+        if checkpoint is not None:
+            self.metrics.keep_until(self.step)  # steps after the checkpoint are trained (and logged) again
+        self.final_loss = position.get("final_loss")
+
+    # --- fit: the loop ------------------------------------------------------------------------
+    def fit(self) -> None:
+        """Optimizer steps until `last_step`: each epoch's batches from the resumable data order, a step per
+        `grad_accum` micro-batches, metrics and checkpoints on their schedule. Ctrl-C ends it in one line."""
+        from accelerate.utils import send_to_device
+        from tqdm.auto import tqdm
+
+        t, accelerator, world = self.t, self.accelerator, self.world
+        self.start_step, self.start_time = self.step, time.perf_counter()
+        self.samples_seen = 0
+        bar = tqdm(total=self.last_step, initial=self.step, disable=not (self.progress and self.main),
+                   desc=f"train {self.recipe.name}", unit="step", dynamic_ncols=True)
+        done = self.step >= self.last_step
+        try:
+            while not done and self.epoch < t.epochs:
+                batches = data_mod.epoch_batches(len(self.examples), t.batch_size, t.seed, self.epoch, self.rank, world)
+                loader = data_mod.make_loader(self.examples, batches[self.micro:], self.collator, t.num_workers,
+                                              t.seed + self.epoch)
+                batch_iter = iter(loader)
+                while self.micro < len(batches):
+                    n_micro = min(t.grad_accum, len(batches) - self.micro)
+                    tick = time.perf_counter()
+                    micro_batches = [send_to_device(data_mod.raise_if_error(next(batch_iter)), accelerator.device)
+                                     for _ in range(n_micro)]
+                    n_samples = sum(b["input_ids"].shape[0] for b in micro_batches)
+                    self.micro += n_micro
+                    loss, grad_norm, step_lr = self.train_step(micro_batches)
+                    elapsed = time.perf_counter() - tick
+                    self.samples_seen += n_samples * world
+                    throughput = n_samples * world / elapsed if elapsed > 0 else 0.0
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{step_lr:.2e}", samples_s=f"{throughput:.1f}")
+                    if self.step % t.log_every == 0 or self.step == self.last_step:
+                        self.metrics.log({"step": self.step, "epoch": self.epoch + self.micro / len(batches),
+                                          "loss": loss, "lr": step_lr, "samples_per_s": throughput,
+                                          "step_seconds": elapsed,
+                                          **({"grad_norm": grad_norm} if grad_norm is not None else {})})
+                    end_of_epoch = self.micro >= len(batches)
+                    done = self.step >= self.last_step
+                    if (t.save_every and self.step % t.save_every == 0) or (not t.save_every and end_of_epoch) or done:
+                        self.save_checkpoint(*((self.epoch + 1, 0) if end_of_epoch else (self.epoch, self.micro)))
+                    if done:
+                        break
+                if self.micro >= len(batches):
+                    self.epoch, self.micro = self.epoch + 1, 0
+        except KeyboardInterrupt:  # Ctrl-C: one line on where the run can go on from, not a traceback
+            raise TrainingInterrupted(f"interrupted at step {self.step} of {self.last_step}; "
+                                      f"{_resume_hint(self.recipe, self.run_dir)}") from None
+        finally:
+            bar.close()
+        self.seconds = time.perf_counter() - self.start_time
+
+    def train_step(self, micro_batches: list[dict]) -> tuple[float, float | None, float]:
+        """One optimizer step over `micro_batches` (gradient accumulation): forward and backward on each,
+        gradients reduced over ranks at the last one; then clip, step the optimizer and the lr schedule.
+        Returns (loss: mean over the step's answer tokens on all ranks, gradient norm when clipping, lr used)."""
+        accelerator, world = self.accelerator, self.world
+        # Every answer token of the optimizer step weighs the same, whichever micro-batch or rank
+        # holds it: each loss is a sum over tokens divided by the step's token count (all ranks).
+        n_tokens = accelerator.reduce(sum(answer_tokens(b) for b in micro_batches), reduction="sum").clamp(min=1)
+        loss_sum = torch.zeros((), device=accelerator.device)
+        for j, batch in enumerate(micro_batches):
+            with self._gradient_sync(last=j == len(micro_batches) - 1):
+                with self.autocast():
+                    loss = self.model(**batch, num_items_in_batch=n_tokens).loss
+                accelerator.backward(loss * world)  # DDP and FSDP2 average gradients over ranks: undo it
+            loss_sum = loss_sum + loss.detach().float()
+        loss_value = float(accelerator.reduce(loss_sum, reduction="sum"))
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(
+                f"loss is {loss_value} at step {self.step + 1} (epoch {self.epoch + 1}, lr "
+                f"{self.scheduler.get_last_lr()[0]:.3g}); stopping without applying it; "
+                f"{_last_checkpoint_text(self.run_dir)}")
+        grad_norm = None  # of the whole step's gradient (all ranks), logged when it is clipped
+        if self.t.grad_clip:
+            grad_norm = float(sharding.full(accelerator.clip_grad_norm_(self.trainable, self.t.grad_clip)))
+        step_lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.final_loss = loss_value
+        return loss_value, grad_norm, step_lr
+
+    def _gradient_sync(self, last: bool):
         """Reduce gradients over ranks only at the step's last micro-batch (DDP: no_sync; FSDP2: its flag)."""
-        if sharded:
-            model.set_requires_gradient_sync(last)
+        if self.sharded:
+            self.model.set_requires_gradient_sync(last)
             return nullcontext()
-        return nullcontext() if last or world == 1 else accelerator.no_sync(model)
+        return nullcontext() if last or self.world == 1 else self.accelerator.no_sync(self.model)
 
-    position = {"step": 0, "epoch": 0, "micro": 0, "world_size": world, "final_loss": None}
-    if checkpoint is not None:
-        position = load_checkpoint(accelerator, model, optimizer, checkpoint)
-    if main:  # only now: a refused or unreadable checkpoint leaves the run dir as it was
-        atomic_write_bytes(run_dir / "recipe.yaml",
-                           lambda tmp: Path(tmp).write_text(yaml.safe_dump(recorded_recipe, sort_keys=False)))
-    scheduler = build_scheduler(optimizer, steps_per_epoch, t.epochs, t.warmup_epochs, lr, t.min_lr,
-                                start_step=position["step"])
-    if checkpoint is not None and main:
-        logger.info("resumed from %s at step %d", checkpoint, position["step"])
-        if changes:
-            logger.warning(
-                "resuming %s at step %d with changed settings: %s%s", checkpoint.name, position["step"],
-                describe(changes),
-                (f"; lr schedule rebuilt for them: {total_steps} steps, lr {scheduler.get_last_lr()[0]:.3g} "
-                 "from here" if schedule_changed(changes) else ""))
-    if trackers:
-        accelerator.init_trackers(recipe.name, config={"lr": lr, "effective_batch": effective_batch})
-
-    metrics = MetricsLog(run_dir, accelerator, enabled=main)
-    step, epoch, micro = position["step"], position["epoch"], position["micro"]
-    if checkpoint is not None:
-        metrics.keep_until(step)  # steps after the checkpoint are trained (and logged) again
-    final_loss = position.get("final_loss")
-    start_step, start_time = step, time.perf_counter()
-    samples_seen = 0
-    bar = tqdm(total=last_step, initial=step, disable=not (progress and main), desc=f"train {recipe.name}",
-               unit="step", dynamic_ncols=True)
-
-    def check_weights(what: str) -> dict:
+    def check_weights(self, what: str) -> dict:
         """Never write weights that are not finite; name the last checkpoint that is. Returns the trainable
         weights, whole (all ranks call: a sharded model's are gathered)."""
-        weights = sharding.gathered_trainable(unwrapped)
+        weights = sharding.gathered_trainable(self.unwrapped)
         problem = weights_problem(weights)
         if problem:
             raise NonFiniteWeightsError(
-                f"trainable weights are not finite after step {step} ({problem}; peak lr {lr:.3g}); the {what} "
-                f"was not written; {_last_checkpoint_text(run_dir)}")
+                f"trainable weights are not finite after step {self.step} ({problem}; peak lr {self.lr:.3g}); "
+                f"the {what} was not written; {_last_checkpoint_text(self.run_dir)}")
         return weights
 
-    def save(epoch_now: int, micro_now: int) -> None:
-        weights = check_weights("checkpoint")
+    def save_checkpoint(self, epoch: int, micro: int) -> None:
+        """A checkpoint of this step that resumes at data position (`epoch`, `micro`)."""
+        weights = self.check_weights("checkpoint")
         needed = 3 * tensor_bytes(weights)  # weights + AdamW's two moments
-        where = run_dir / "checkpoints"
-        with space_checked(f"checkpoint of step {step}", where, needed, [where / f".step-{step:08d}.tmp"],
-                           f"; {_last_checkpoint_text(run_dir)}"):
-            save_checkpoint(accelerator, model, optimizer, run_dir,
-                            {"step": step, "epoch": epoch_now, "micro": micro_now, "world_size": world,
-                             "final_loss": final_loss, "recipe": recorded_recipe}, t.keep_last)
+        where = self.run_dir / "checkpoints"
+        with space_checked(f"checkpoint of step {self.step}", where, needed, [where / f".step-{self.step:08d}.tmp"],
+                           f"; {_last_checkpoint_text(self.run_dir)}"):
+            save_checkpoint(self.accelerator, self.model, self.optimizer, self.run_dir,
+                            {"step": self.step, "epoch": epoch, "micro": micro, "world_size": self.world,
+                             "final_loss": self.final_loss, "recipe": self.recorded_recipe}, self.t.keep_last)
 
-    done = step >= last_step
-    try:
-        while not done and epoch < t.epochs:
-            batches = data_mod.epoch_batches(len(examples), t.batch_size, t.seed, epoch, rank, world)
-            loader = data_mod.make_loader(examples, batches[micro:], collator, t.num_workers, t.seed + epoch)
-            batch_iter = iter(loader)
-            while micro < len(batches):
-                n_micro = min(t.grad_accum, len(batches) - micro)
-                tick = time.perf_counter()
-                micro_batches = [send_to_device(data_mod.raise_if_error(next(batch_iter)), accelerator.device)
-                                 for _ in range(n_micro)]
-                n_samples = sum(b["input_ids"].shape[0] for b in micro_batches)
-                # Every answer token of the optimizer step weighs the same, whichever micro-batch or rank
-                # holds it: each loss is a sum over tokens divided by the step's token count (all ranks).
-                n_tokens = accelerator.reduce(sum(answer_tokens(b) for b in micro_batches), reduction="sum")
-                n_tokens = n_tokens.clamp(min=1)
-                loss_sum = torch.zeros((), device=accelerator.device)
-                for j, batch in enumerate(micro_batches):
-                    last = j == n_micro - 1
-                    with gradient_sync(last):
-                        with autocast():
-                            loss = model(**batch, num_items_in_batch=n_tokens).loss
-                        accelerator.backward(loss * world)  # DDP and FSDP2 average gradients over ranks: undo it
-                    loss_sum = loss_sum + loss.detach().float()
-                micro += n_micro
-                loss_value = float(accelerator.reduce(loss_sum, reduction="sum"))
-                if not math.isfinite(loss_value):
-                    raise NonFiniteLossError(
-                        f"loss is {loss_value} at step {step + 1} (epoch {epoch + 1}, lr {scheduler.get_last_lr()[0]:.3g}); "
-                        f"stopping without applying it; {_last_checkpoint_text(run_dir)}")
-                grad_norm = None  # of the whole step's gradient (all ranks), logged when it is clipped
-                if t.grad_clip:
-                    grad_norm = float(sharding.full(accelerator.clip_grad_norm_(trainable, t.grad_clip)))
-                step_lr = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                final_loss = loss_value
-                elapsed = time.perf_counter() - tick
-                samples_seen += n_samples * world
-                throughput = n_samples * world / elapsed if elapsed > 0 else 0.0
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{step_lr:.2e}", samples_s=f"{throughput:.1f}")
-                if step % t.log_every == 0 or step == last_step:
-                    metrics.log({"step": step, "epoch": epoch + micro / len(batches), "loss": loss_value,
-                                 "lr": step_lr, "samples_per_s": throughput, "step_seconds": elapsed,
-                                 **({"grad_norm": grad_norm} if grad_norm is not None else {})})
-                end_of_epoch = micro >= len(batches)
-                next_pos = (epoch + 1, 0) if end_of_epoch else (epoch, micro)
-                done = step >= last_step
-                if (t.save_every and step % t.save_every == 0) or (not t.save_every and end_of_epoch) or done:
-                    save(*next_pos)
-                if done:
-                    break
-            epoch, micro = (epoch + 1, 0) if micro >= len(batches) else (epoch, micro)
-    except KeyboardInterrupt:  # Ctrl-C: one line on where the run can go on from, not a traceback
-        raise TrainingInterrupted(f"interrupted at step {step} of {last_step}; "
-                                  f"{_resume_hint(recipe, run_dir)}") from None
-    finally:
-        bar.close()
+    # --- finish: final adapter, summary, result -----------------------------------------------
+    def finish(self) -> TrainResult:
+        weights = self.check_weights("adapter")
+        if self.main:
+            self._save_adapter(weights)
+        if self.t.save_rank_weights:
+            self._save_rank_weights(weights)
+        seconds, done_steps = self.seconds, self.step - self.start_step
+        result = TrainResult(
+            run_dir=self.run_dir, adapter_dir=self.run_dir / ADAPTER_DIR, steps=self.step, total_steps=self.total_steps,
+            final_loss=self.final_loss, seconds=seconds,
+            samples_per_second=self.samples_seen / seconds if seconds > 0 else 0.0,
+            steps_per_second=done_steps / seconds if seconds > 0 else 0.0, examples=len(self.examples),
+            skipped=self.skipped, lr=self.lr, effective_batch=self.effective_batch, resumed_from=self.checkpoint,
+            stopped_early=self.step < self.total_steps, main_process=self.main,
+        )
+        if self.main:
+            summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()}
+            atomic_write_json(self.run_dir / "train_summary.json", summary)
+        if self.trackers:
+            self.accelerator.end_training()
+        self.accelerator.wait_for_everyone()
+        return result
 
-    seconds = time.perf_counter() - start_time
-    adapter_dir = run_dir / ADAPTER_DIR
-    weights = check_weights("adapter")
-    if main:
+    def _save_adapter(self, weights: dict) -> None:
+        """The final adapter: built in a hidden directory, then moved over `adapter/` in one rename."""
+        run_dir = self.run_dir
         tmp = run_dir / f".{ADAPTER_DIR}.build"
-        leftovers = [tmp, run_dir / f".{ADAPTER_DIR}.tmp"]
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            with space_checked("adapter", run_dir, 2 * tensor_bytes(weights), leftovers,
+            with space_checked("adapter", run_dir, 2 * tensor_bytes(weights), [tmp],
                                f"; {_last_checkpoint_text(run_dir)}"):
-                save_adapter(unwrapped, tmp, weights)
-                _atomic_copy_dir(tmp, adapter_dir)
+                save_adapter(self.unwrapped, tmp, weights)
+                replace_dir(tmp, run_dir / ADAPTER_DIR)
         except KeyboardInterrupt:
             raise TrainingInterrupted(f"interrupted while writing the adapter; "
-                                      f"{_resume_hint(recipe, run_dir)}") from None
+                                      f"{_resume_hint(self.recipe, run_dir)}") from None
         finally:
-            for path in leftovers:
-                shutil.rmtree(path, ignore_errors=True)
-    if t.save_rank_weights:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _save_rank_weights(self, weights: dict) -> None:
+        """This rank's trainable weights and what it stores of the frozen LLM (`train.save_rank_weights`)."""
         from safetensors.torch import save_file
 
         state = {n: p.detach().cpu().contiguous() for n, p in weights.items()}
-        out = run_dir / "rank_weights" / f"rank{rank}.safetensors"
-        atomic_write_bytes(out, lambda tmp: save_file(state, tmp))
+        out = self.run_dir / "rank_weights"
+        atomic_write_bytes(out / f"rank{self.rank}.safetensors", lambda tmp: save_file(state, tmp))
         # what this rank stores of the frozen LLM, measured from its (sharded or whole) parameters
-        atomic_write_json(run_dir / "rank_weights" / f"rank{rank}.json",
-                          {"sharding": t.sharding, "world_size": world, "llm": sharding.parameter_bytes(unwrapped.llm)})
-    done_steps = step - start_step
-    result = TrainResult(
-        run_dir=run_dir, adapter_dir=adapter_dir, steps=step, total_steps=total_steps, final_loss=final_loss,
-        seconds=seconds, samples_per_second=samples_seen / seconds if seconds > 0 else 0.0,
-        steps_per_second=done_steps / seconds if seconds > 0 else 0.0, examples=len(examples), skipped=skipped,
-        lr=lr, effective_batch=effective_batch, resumed_from=checkpoint, stopped_early=step < total_steps,
-        main_process=main,
-    )
-    if main:
-        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()}
-        atomic_write_json(run_dir / "train_summary.json", summary)
-    if trackers:
-        accelerator.end_training()
-    accelerator.wait_for_everyone()
-    return result
+        atomic_write_json(out / f"rank{self.rank}.json", {"sharding": self.t.sharding, "world_size": self.world,
+                                                          "llm": sharding.parameter_bytes(self.unwrapped.llm)})

@@ -55,6 +55,7 @@ def render_fusion_figure(
 
     example = VLExample(id="viz", prompt=prompt, answer="", image=str(image_path))
     from ..context import prompt_token_limit
+    from ..prompting import pad_token_id
 
     collator = VLCollator.for_model(model, tokenizer, image_processor,
                                     max_length=prompt_token_limit(model, reserve=max_new_tokens), for_generation=True)
@@ -62,8 +63,8 @@ def render_fusion_figure(
     device = model.method_device
     batch = {k: v.to(device) for k, v in batch.items()}
     prompt_length = batch["input_ids"].shape[1]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    sequence = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+    sequence = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                              pad_token_id=pad_token_id(tokenizer),
                               eos_token_id=tokenizer.eos_token_id)
     answer = tokenizer.decode(sequence[0, prompt_length:], skip_special_tokens=True).strip()
 

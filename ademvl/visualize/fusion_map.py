@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 
 CMAP = "inferno"          # lightness grows with the score: the hottest cell is the brightest
 DROP_COLOR = "#00ffff"    # cyan never occurs in inferno, so dropped-cell hatching is unambiguous

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checkpoint import atomic_write_bytes, atomic_write_json
+from ..atomic import atomic_write_bytes, atomic_write_json
 from .fusion_map import FigureInfo, _pyplot
 
 PARAMETERS = ("alpha", "beta", "gamma")

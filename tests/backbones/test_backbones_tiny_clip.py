@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from ademvl.backbones import _cache, tiny_clip
-from ademvl.backbones.tiny_clip import (COLORS, SHAPES, BackboneNotAvailableError,
-                                        TinyClipRecipe, derive_candidates, derive_labels,
-                                        tiny_clip_path)
+from ademvl.backbones import _cache, tiny_clip_path
+from ademvl.backbones.pretrain import tiny_clip
+from ademvl.backbones.pretrain.tiny_clip import (COLORS, SHAPES, BackboneNotAvailableError,
+                                                 TinyClipRecipe, derive_candidates, derive_labels)
 
 pytestmark = pytest.mark.skipif(
     __import__("importlib").util.find_spec("easy_vqa") is None, reason="easy-vqa not installed")
@@ -27,12 +27,12 @@ def _files(p):
 @pytest.fixture
 def count_builds(monkeypatch):
     calls = []
-    real = tiny_clip._build
+    real = tiny_clip.build_tower
 
     def spy(out_dir, r, seed, progress):
         calls.append((r, seed))
         return real(out_dir, r, seed, progress)
-    monkeypatch.setattr(tiny_clip, "_build", spy)
+    monkeypatch.setattr(tiny_clip, "build_tower", spy)
     return calls
 
 

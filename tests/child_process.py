@@ -1,8 +1,10 @@
-"""`ademvl serve` in a child process, ready when its /health answers: for tests, benchmarks, screenshots."""
+"""Child processes of the tests: a free port for a launcher, a SIGKILL at a chosen moment, and `ademvl serve`
+ready when its /health answers (also used by benchmarks/serve_bench.py and scripts/serve_screenshot.py)."""
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +17,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def sigkill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 120.0, group: bool = False) -> None:
+    """SIGKILL `proc` (its whole process group with `group`) once `ready()` holds, or after `timeout` s;
+    it must not end by itself before then."""
+    kill = (lambda: os.killpg(proc.pid, signal.SIGKILL)) if group else (lambda: os.kill(proc.pid, signal.SIGKILL))
+    try:
+        deadline = time.time() + timeout
+        while not ready() and time.time() < deadline:
+            assert proc.poll() is None, f"{what} ended before it could be killed"
+            time.sleep(0.02)
+        kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            kill()
+            proc.wait()
 
 
 @contextlib.contextmanager
