@@ -50,6 +50,9 @@ def _vision_signature(model) -> dict:
 
 
 def adapter_config(model) -> dict:
+    from .prompting import prompt_spec_of
+
+    prompt = prompt_spec_of(model)
     return {
         "format": FORMAT,
         "method": model.config.method,
@@ -58,9 +61,9 @@ def adapter_config(model) -> dict:
         "vision": _vision_signature(model),
         "llm_name_or_path": model.config.llm_name_or_path,
         "vision_name_or_path": model.config.vision_name_or_path,
-        "prompt_template": getattr(model.config, "prompt_template", None),
-        "prompt_layout": getattr(model.config, "prompt_layout", None) or "plain",
-        "official": getattr(model.config, "official", None),
+        "prompt_template": prompt.template,
+        "prompt_layout": prompt.layout,
+        "official": prompt.official,
     }
 
 

@@ -2,26 +2,23 @@
 
 Training batches are right-padded; generation batches are left-padded (so that
 every row's next token is at the end), with each image slot shifted to match.
-A model set to the official ADEM-VL layout (`model.config.official`) gets it from
+A model set to the official ADEM-VL layout (its `PromptSpec.official`) gets it from
 `for_model`, with the official image preprocessing in place of the given processor.
 """
 from __future__ import annotations
 
 import torch
+from PIL import Image
 
 from .data.example import VLExample
 from .data.images import load_image
-from .prompting import IGNORE_INDEX, encode_sample, pad_token_id
+from .prompting import IGNORE_INDEX, encode_sample, encoder_settings, pad_token_id, prompt_spec_of
 
 
 def prompt_layout_of(model) -> str:
     """The layout `model` was trained with: "official" for a converted official checkpoint,
-    else the one its config records ("plain" or "chat")."""
-    from .official import official_task
-
-    if official_task(model) is not None:
-        return "official"
-    return getattr(model.config, "prompt_layout", None) or "plain"
+    else the one its config records ("plain" or "chat") (`PromptSpec.encoding_layout`)."""
+    return prompt_spec_of(model).encoding_layout
 
 
 class VLCollator:
@@ -41,18 +38,22 @@ class VLCollator:
         """A collator with the placeholders `model`'s method needs (visual tokens, prefix) and the
         prompt layout it was trained with; for a converted official checkpoint, the official layout
         and the official preprocessing (whatever processor is passed)."""
-        from .official import official_image_processor, official_task
-
-        task = official_task(model)
+        task = prompt_spec_of(model).official
         if task is not None:
+            from .official import official_image_processor
+
             image_processor = official_image_processor(task, model.vision.config.image_size)
-        kwargs.setdefault("prompt_layout", prompt_layout_of(model))
-        return cls(tokenizer, image_processor, model.method.num_input_tokens,
-                   num_prefix_tokens=model.method.num_prefix_tokens, **kwargs)
+        settings = encoder_settings(model)
+        kwargs.setdefault("prompt_layout", settings["prompt_layout"])
+        return cls(tokenizer, image_processor, settings["num_visual_tokens"],
+                   num_prefix_tokens=settings["num_prefix_tokens"], **kwargs)
 
     def pixels(self, examples: list[VLExample]) -> torch.Tensor | None:
-        """One processed image per row; text-only rows get a blank image of the same shape."""
-        images = {i: load_image(ex.image, ex.id) for i, ex in enumerate(examples) if ex.has_image}
+        """One processed image per row; text-only rows get a blank image of the same shape.
+
+        `VLExample.image` is a file path, or an in-memory PIL image (what harnesses and servers hand over)."""
+        images = {i: ex.image.convert("RGB") if isinstance(ex.image, Image.Image) else load_image(ex.image, ex.id)
+                  for i, ex in enumerate(examples) if ex.has_image}
         if not images:
             return None
         processed = self.image_processor(list(images.values()), return_tensors="pt")["pixel_values"]

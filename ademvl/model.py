@@ -28,7 +28,7 @@ from .loading import load_llm, load_vision_tower, name_or_path_of
 from .methods import VisualInputs, method_class
 from .methods.layer_call import accept_visual_inputs
 from .processing import VLProcessor
-from .prompting import IGNORE_INDEX
+from .prompting import IGNORE_INDEX, PromptSpec
 from .quantized import follow_training_mode, logical_numel
 from .vision import VisionTower
 
@@ -78,12 +78,15 @@ class VLModel(PreTrainedModel, GenerationMixin):
         method_config: dict | None = None,
         dtype=None,
         quantization: str | None = None,
+        prompt: PromptSpec | None = None,
         **method_kwargs,
     ) -> "VLModel":
         """Load (or take) the two frozen backbones and attach `method` with its settings.
 
         `quantization="4bit"|"8bit"` loads the frozen LLM through bitsandbytes (NF4 / int8, on the GPU
         when there is one, else on the CPU); its trainable weights are fp32 as always.
+        `prompt`: how the model is prompted (`ademvl.prompting.PromptSpec`: template, layout, official
+        task), recorded in its config and saved with its adapter; default: the plain layout, no template.
         """
         llm_module = load_llm(llm, dtype, quantization=quantization)
         vision_module = load_vision_tower(vision, dtype)
@@ -104,6 +107,7 @@ class VLModel(PreTrainedModel, GenerationMixin):
             llm_name_or_path=str(llm) if not isinstance(llm, nn.Module) else name_or_path_of(llm_module),
             vision_name_or_path=str(vision) if not isinstance(vision, nn.Module) else name_or_path_of(vision_module),
         )
+        (prompt or PromptSpec()).record(config)
         return cls(config, llm=llm_module, vision=vision_module, method_settings=method_settings)
 
     def init_weights(self):
@@ -329,12 +333,15 @@ class VLModel(PreTrainedModel, GenerationMixin):
         dtype=None,
         quantization: str | None = None,
         revision: str | None = None,
+        prompt: PromptSpec | None = None,
     ) -> "VLModel":
         """Rebuild a trained model: its saved method settings on the given (or recorded) backbones.
 
         `directory`: a local adapter directory or a Hub repo id (`user/repo`, at `revision`), or the
         `checkpoint.ResolvedAdapter` of one.
         `quantization="4bit"|"8bit"` loads the frozen LLM through bitsandbytes (GPU, else CPU).
+        `prompt`: a `PromptSpec` in place of the one the adapter records (its `prompt_template`,
+        `prompt_layout` and `official` keys).
         """
         from .checkpoint import AdapterError
         from .hub import open_adapter
@@ -346,13 +353,15 @@ class VLModel(PreTrainedModel, GenerationMixin):
         if llm is None or vision is None:
             raise AdapterError(f"adapter '{adapter}' does not record its backbones: pass llm= and vision=")
         try:
+            if prompt is None:
+                prompt = PromptSpec.from_saved(saved)
+        except ValueError as error:  # an unknown prompt_layout in the adapter's JSON: name the file
+            raise AdapterError(f"adapter '{adapter}': {error}") from None
+        try:
             model = cls.from_backbones(llm, vision, method=saved["method"], method_config=saved["method_config"],
-                                       dtype=dtype, quantization=quantization)
+                                       dtype=dtype, quantization=quantization, prompt=prompt)
         except ConfigError as error:  # a setting in the adapter's JSON: name the file
             raise AdapterError(f"adapter '{adapter}': {error}") from None
-        model.config.prompt_template = saved.get("prompt_template")
-        model.config.prompt_layout = saved.get("prompt_layout") or "plain"
-        model.config.official = saved.get("official")
         return model.load_adapter(adapter).eval()  # loaded for use, as from_pretrained: dropout off
 
 

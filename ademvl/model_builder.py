@@ -4,38 +4,36 @@ from __future__ import annotations
 
 import torch
 
+from .prompting import PromptSpec
 from .recipes import DataSection, Recipe
 
 
 def question_template(data: DataSection) -> str | None:
     """How this dataset wraps one question ("{prompt}" marks it), recorded with the adapter so that
     `generate`/`viz` ask the trained model in the shape it learnt. None where a prompt is built from
-    several fields (ScienceQA) or holds no question (COCO captions)."""
-    if data.dataset == "easyvqa":
-        from .data.easyvqa import DEFAULT_VQA_PROMPT
+    several fields (ScienceQA) or holds no question (COCO captions): each dataset's registry entry says."""
+    from .data import SPECS
+    from .data.registry import dataset_options
 
-        return (data.prompt or DEFAULT_VQA_PROMPT).replace("{question}", "{prompt}")
-    if data.dataset == "llava_instruct":
-        from .data.llava_instruct import QUESTION_TEMPLATE
-
-        return QUESTION_TEMPLATE
-    return None
+    if data.dataset not in SPECS:
+        return None
+    spec, options = dataset_options(data, strict=False)
+    return spec.question_template(options)
 
 
-def apply_prompt_policy(model, recipe: Recipe) -> None:
-    """Record on `model.config` how it is prompted: the dataset's question template and the prompt layout;
+def prompt_spec(recipe: Recipe) -> PromptSpec:
+    """How a model built from `recipe` is prompted: the dataset's question template and the prompt layout;
     with `model.official`, the official ADEM-VL layout and preprocessing (the collator takes them from
     the config), which only method ademvl has."""
     m = recipe.model
-    model.config.prompt_template = question_template(recipe.data)
-    model.config.prompt_layout = m.prompt_layout
-    if m.official:
-        from .official import OFFICIAL_TASKS, task_for_dataset
+    if not m.official:
+        return PromptSpec(question_template(recipe.data), m.prompt_layout)
+    from .official import OFFICIAL_TASKS, task_for_dataset
 
-        if m.method != "ademvl":
-            raise ValueError(f"model.official is the official ADEM-VL layout: it needs method ademvl, not {m.method}")
-        model.config.official = task_for_dataset(recipe.data.dataset)
-        model.config.prompt_template = OFFICIAL_TASKS[model.config.official].prompt_template
+    if m.method != "ademvl":
+        raise ValueError(f"model.official is the official ADEM-VL layout: it needs method ademvl, not {m.method}")
+    task = task_for_dataset(recipe.data.dataset)
+    return PromptSpec(OFFICIAL_TASKS[task].prompt_template, m.prompt_layout, task)
 
 
 def build_model(recipe: Recipe):
@@ -44,11 +42,11 @@ def build_model(recipe: Recipe):
     from .model import VLModel
 
     m = recipe.model
+    prompt = prompt_spec(recipe)  # refused (method other than ademvl with model.official) before loading
     extra = {"quantization": m.quantization} if m.quantization else {}
     model = VLModel.from_backbones(m.llm, m.vision, method=m.method, method_config=dict(m.method_config),
-                                   dtype=m.dtype, **extra)
+                                   dtype=m.dtype, prompt=prompt, **extra)
     for p in model.trainable_parameters().values():
         if p.dtype != torch.float32:
             p.data = p.data.float()
-    apply_prompt_policy(model, recipe)
     return model

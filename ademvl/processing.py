@@ -34,30 +34,35 @@ class VLProcessor(ProcessorMixin):
     @classmethod
     def for_model(cls, model, tokenizer, image_processor) -> "VLProcessor":
         """The processor matching `model`'s method, prompt template and context length."""
-        from .collate import prompt_layout_of
         from .context import prompt_token_limit
+        from .prompting import encoder_settings, prompt_spec_of
 
-        return cls(image_processor, tokenizer, num_visual_tokens=model.method.num_input_tokens,
-                   num_prefix_tokens=model.method.num_prefix_tokens,
-                   prompt_template=getattr(model.config, "prompt_template", None),
+        settings = encoder_settings(model)
+        return cls(image_processor, tokenizer, num_visual_tokens=settings["num_visual_tokens"],
+                   num_prefix_tokens=settings["num_prefix_tokens"],
+                   prompt_template=prompt_spec_of(model).template,
                    max_length=prompt_token_limit(model),
-                   prompt_layout=prompt_layout_of(model))
+                   prompt_layout=settings["prompt_layout"])
 
     def __call__(self, images=None, text=None, return_tensors: str = "pt", **kwargs) -> BatchFeature:
-        """One row per prompt; `images` gives one PIL image (or None: text-only) per prompt."""
+        """One row per prompt; `images` gives one PIL image (or None: text-only) per prompt.
+
+        A prompt is a question, or a conversation ``[(role, text), ...]`` ending with a user turn, laid out
+        as `AdemVLChat` and `ademvl serve` lay it out (`ademvl.prompting.conversation_prompt`)."""
         from .data.example import VLExample
         from .evaluation.generation import GenerationCollator
-        from .prompting import check_template
+        from .prompting import check_template, conversation_prompt
 
         if text is None:
             raise ValueError("VLProcessor needs text: one prompt (or a list of prompts)")
-        prompts = [text] if isinstance(text, str) else list(text)
+        one_conversation = isinstance(text, (list, tuple)) and bool(text) and isinstance(text[0], tuple)
+        prompts = [text] if isinstance(text, str) or one_conversation else list(text)
         if images is None or not isinstance(images, (list, tuple)):
             images = [images] * len(prompts)
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompts: give one (or None) per prompt")
         template = check_template(self.prompt_template or "{prompt}")
-        examples = [VLExample(id=str(i), prompt=template.format(prompt=prompt), answer="", image=image)
+        examples = [VLExample(id=str(i), prompt=conversation_prompt(template, prompt), answer="", image=image)
                     for i, (image, prompt) in enumerate(zip(images, prompts))]
         collator = GenerationCollator(self.tokenizer, self.image_processor, self.num_visual_tokens,
                                       self.max_length, num_prefix_tokens=self.num_prefix_tokens,

@@ -20,9 +20,15 @@ prompt's own tokens), and without a [cls] token no image prefix at all:
     image sample:      [bos] "Image: " <cls> prompt+answer [eos]
     text-only sample:  [bos] "Image: N/A" prompt+answer [eos]
     use_cls=False:     [bos] prompt+answer [eos]
+
+This module owns the prompt contract: `PromptSpec` (template, layout, official task) is what a
+model records in its config at construction; `conversation_prompt` is the one layout of a
+conversation (AdemVLChat, `ademvl serve`, the processor and the harness adapters all use it);
+`encode_for_model` / `encoder_settings` are the one way a model's prompt is tokenised.
 """
 from __future__ import annotations
 
+import dataclasses
 import string
 from dataclasses import dataclass
 
@@ -180,3 +186,121 @@ def check_template(template: str, name: str = "prompt_template") -> str:
     if "prompt" not in fields:
         raise ValueError(f"{name} must contain '{{prompt}}', got {template!r}")
     return template
+
+
+# --- the prompt contract ------------------------------------------------------------------------
+LIBRARY_LAYOUTS = ("plain", "chat")  # what a config records; "official" follows from `PromptSpec.official`
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """How a model is prompted, recorded in its config (`prompt_template`, `prompt_layout`, `official`).
+
+    `template`: how training wrapped a bare question ("{prompt}" marks it), None for the bare prompt;
+    `layout`: "plain" (the paper's) or "chat" (the LLM's chat template); `official`: None, or the
+    official ADEM-VL task ("scienceqa", "caption", "instruction") whose layout a converted
+    checkpoint expects (it overrides `layout`)."""
+
+    template: str | None = None
+    layout: str = "plain"
+    official: str | None = None
+
+    def __post_init__(self):
+        if self.layout not in LIBRARY_LAYOUTS:
+            raise ValueError(f"prompt_layout must be one of {', '.join(LIBRARY_LAYOUTS)}, got {self.layout!r}")
+
+    @property
+    def encoding_layout(self) -> str:
+        """The layout `encode_sample` lays tokens out in: "official" for an official task, else `layout`."""
+        return "official" if self.official is not None else self.layout
+
+    def question_template(self, override: str | None = None, name: str = "prompt_template") -> str:
+        """`override`, else the recorded template, else the bare prompt; checked (`check_template`)."""
+        template = override if override is not None else (self.template or "{prompt}")
+        return check_template(template, name)
+
+    def replace(self, **changes) -> "PromptSpec":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_config(cls, config) -> "PromptSpec":
+        """The spec a model config records (configs from before the keys existed: the defaults)."""
+        official = getattr(config, "official", None)
+        if official is not None:
+            from .official.profiles import check_task
+
+            check_task(official)
+        return cls(getattr(config, "prompt_template", None), getattr(config, "prompt_layout", None) or "plain",
+                   official)
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "PromptSpec":
+        """The spec an adapter's JSON records (its keys: `prompt_template`, `prompt_layout`, `official`)."""
+        return cls(saved.get("prompt_template"), saved.get("prompt_layout") or "plain", saved.get("official"))
+
+    def record(self, config) -> None:
+        """Write the spec into `config` under its keys (as the adapter JSON keeps them)."""
+        config.prompt_template = self.template
+        config.prompt_layout = self.layout
+        config.official = self.official
+
+
+def prompt_spec_of(model) -> PromptSpec:
+    """The `PromptSpec` `model` records."""
+    return PromptSpec.from_config(model.config)
+
+
+def encoder_settings(model) -> dict:
+    """The `encode_sample` settings of `model`: its method's placeholders and its layout."""
+    return {"num_visual_tokens": model.method.num_input_tokens,
+            "num_prefix_tokens": model.method.num_prefix_tokens,
+            "prompt_layout": prompt_spec_of(model).encoding_layout}
+
+
+def encode_for_model(model, tokenizer, prompt: str, answer: str | None, has_image: bool,
+                     max_length: int | None = None) -> EncodedSample:
+    """`encode_sample` with `model`'s placeholders and layout: the one way a model's prompt is tokenised."""
+    settings = encoder_settings(model)
+    return encode_sample(tokenizer, prompt, answer, has_image, settings["num_visual_tokens"], max_length,
+                         settings["num_prefix_tokens"], settings["prompt_layout"])
+
+
+# --- conversations ------------------------------------------------------------------------------
+ROLES = ("system", "user", "assistant")
+
+
+def conversation_prompt(template: str, turns) -> str:
+    """The prompt for a conversation: ``[(role, text), ...]`` ending with a user turn.
+
+    Earlier exchanges become ``template.format(prompt=question) + " " + answer + "\\n"`` (the
+    multi-turn layout of `ademvl.data.llava_instruct`), the last question
+    ``template.format(prompt=question)``. Consecutive user turns are one question, their texts
+    joined by newlines (an unanswered turn gets no template of its own; an empty one adds nothing); system turns go first, each
+    on its own line (empty ones are left out). Texts are taken as given, so a one-turn conversation
+is exactly the prompt its question alone gives. A bare string is one user turn. Every caller that lays out a conversation
+    (`AdemVLChat`, `ademvl serve`, `VLProcessor`, the harness adapters) uses this one rule.
+    """
+    if isinstance(turns, str):
+        return template.format(prompt=turns)
+    system, history, question = [], "", None
+    for n, turn in enumerate(turns):
+        try:
+            role, text = turn
+        except (TypeError, ValueError):
+            raise ValueError(f"conversation turn {n} must be a (role, text) pair, not {turn!r}") from None
+        if role not in ROLES or not isinstance(text, str):
+            raise ValueError(f"conversation turn {n}: role must be one of {', '.join(ROLES)} and text a string, "
+                             f"got ({role!r}, {type(text).__name__})")
+        if role == "system":
+            system.append(text)
+        elif role == "user":
+            question = "\n".join(part for part in (question, text) if part is not None and part.strip())
+        elif question is None:
+            raise ValueError(f"conversation turn {n}: an assistant turn must follow a user turn")
+        else:
+            history += f"{template.format(prompt=question)} {text}\n"
+            question = None
+    if question is None:
+        raise ValueError("a conversation must end with a user turn (the question to answer)")
+    prefix = "".join(f"{text}\n" for text in system if text.strip())
+    return prefix + history + template.format(prompt=question)

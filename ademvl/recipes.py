@@ -45,7 +45,8 @@ class DataSection:
     limit: int | None = None
     skip_bad: bool = False  # drop (and count) records whose image is missing/corrupt instead of failing
     decode_check: bool = False  # decode every image in the pre-check (slower, catches more)
-    # loader-specific locations/options; only the ones the chosen loader accepts may be set
+    # dataset options, as flat keys: only the ones the dataset takes may be set (each dataset's options
+    # dataclass in ademvl/data/<dataset>.py says which, and checks them)
     root: str | None = None  # scienceqa
     image_root: str | None = None  # scienceqa, coco, llava_instruct
     karpathy_json: str | None = None  # coco
@@ -59,6 +60,7 @@ class DataSection:
     sample_seed: int = 0  # which records `balance_by` draws
     balance_weights: dict | None = None  # relative shares per value of `balance_by` (default: equal)
     balance_within: list | None = None  # meta keys each `balance_by` share is spread evenly over, in turn
+    options: dict | None = None  # further options of the dataset (those without a flat key above), checked by it
 
 
 @dataclass
@@ -108,7 +110,7 @@ class Recipe:
 
 BACKBONE_DTYPES = ("float32", "bfloat16", "float16")
 SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection}
-FREE_FORM = {("model", "method_config"), ("data", "balance_weights")}  # dict-valued keys whose sub-keys are not checked here
+FREE_FORM = {("model", "method_config"), ("data", "balance_weights"), ("data", "options")}  # dict-valued keys whose sub-keys are not checked here
 
 
 def recipe_dirs() -> list[Path]:
@@ -284,6 +286,20 @@ def _at_least(section: str, key: str, value, low, strict: bool = False) -> None:
         raise RecipeError(f"recipe key '{section}.{key}' must be {'>' if strict else '≥'} {low}, got {shown(value)}")
 
 
+def _check_dataset_options(d: DataSection) -> None:
+    """The options the dataset takes, checked by its options dataclass (`ademvl.data.registry`); a key it
+    does not take and an unknown dataset are reported when the data is loaded (`loader_kwargs`)."""
+    from .data import SPECS, DatasetOptionError
+    from .data.registry import dataset_options
+
+    if d.dataset not in SPECS:
+        return
+    try:
+        dataset_options(d, strict=False)
+    except DatasetOptionError as error:
+        raise RecipeError(str(error)) from None
+
+
 def validate(recipe: Recipe) -> None:
     t, d = recipe.train, recipe.data
     _check_types(recipe)
@@ -297,13 +313,7 @@ def validate(recipe: Recipe) -> None:
         _at_least("train", key, getattr(t, key), 0, strict=True)
     _at_least("train", "max_steps", t.max_steps, 1)
     _at_least("data", "limit", d.limit, 1)
-    if d.val_fraction is not None and not 0 <= d.val_fraction < 1:
-        raise RecipeError(f"recipe key 'data.val_fraction' must be in [0, 1), got {shown(d.val_fraction)}")
-    from .data.easyvqa import ANSWER_STYLES
-
-    if d.answer_style is not None and d.answer_style not in ANSWER_STYLES:
-        raise RecipeError(f"recipe key 'data.answer_style' must be one of {', '.join(ANSWER_STYLES)}, "
-                          f"got {shown(d.answer_style)}")
+    _check_dataset_options(d)
     if recipe.model.prompt_layout not in ("plain", "chat"):
         raise RecipeError(f"model.prompt_layout must be plain or chat, got {shown(recipe.model.prompt_layout)}")
     if recipe.model.quantization not in (None, "4bit", "8bit"):

@@ -543,13 +543,13 @@ def test_a_sideways_photo_reaches_training_upright(root, tmp_path, monkeypatch):
 
 def test_a_sideways_photo_reaches_eval_and_generate_upright(adapter, tmp_path, capsys, monkeypatch):
     import ademvl.data
-    from ademvl.evaluation import generation
+    from ademvl import collate  # batches load their images here (generation's collator included)
 
     sqa = make_scienceqa(tmp_path / "sqa")
     data, upright = sideways_photo()
     (sqa / "images" / "test" / "10" / "image.png").write_bytes(data)
     sizes = {}
-    spy_on(monkeypatch, generation, sizes)
+    spy_on(monkeypatch, collate, sizes)
     assert main(["eval", "--checkpoint", str(adapter), "--dataset", "scienceqa", "--data-root", str(sqa),
                  "--device", "cpu", "--no-progress", "--max-new-tokens", "2", "--output",
                  str(tmp_path / "out.json")]) == 0

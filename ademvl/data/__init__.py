@@ -2,8 +2,14 @@
 
 ``load_dataset(name, **kwargs)`` picks a loader by name so configs can name
 their data; each loader's own keyword arguments pass straight through.
+Each dataset module registers a :class:`DatasetSpec` (``registry.py``), the one
+place that knows the dataset; every module of this package is imported here, so
+a new dataset is one new file.
 """
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from .coco import DEFAULT_CAPTION_PROMPT, load_coco_captions, score_captions
 from .easyvqa import load_easyvqa, normalize_answer, question_type, score_exact_match
@@ -20,21 +26,17 @@ from .scienceqa import (
     scienceqa_table,
 )
 
-DATASETS = {
-    "scienceqa": load_scienceqa,
-    "coco": load_coco_captions,
-    "llava_instruct": load_llava_instruct,
-    "easyvqa": load_easyvqa,
-}
+from .registry import SPECS, DatasetOptionError, DatasetSpec, OfficialProtocol, dataset_spec, register
+
+for _module in pkgutil.iter_modules(__path__):  # each dataset module registers itself on import
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+DATASETS = {name: spec.loader for name, spec in SPECS.items()}  # name -> loader
 
 
 def load_dataset(name: str, **kwargs) -> list[VLExample]:
     """``load_dataset("scienceqa", root=..., split="train")`` → ``list[VLExample]``."""
-    try:
-        loader = DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}") from None
-    return loader(**kwargs)
+    return dataset_spec(name).loader(**kwargs)
 
 
 __all__ = [
@@ -60,4 +62,10 @@ __all__ = [
     "question_type",
     "DATASETS",
     "load_dataset",
+    "SPECS",
+    "DatasetSpec",
+    "DatasetOptionError",
+    "OfficialProtocol",
+    "dataset_spec",
+    "register",
 ]

@@ -19,12 +19,16 @@ the implementation every captioning paper reports, ×100.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
+from ..official import protocol
 from .example import VLExample
 from .files import read_json
+from .registry import DatasetSpec, OfficialProtocol, register
 
 __all__ = ["DEFAULT_CAPTION_PROMPT", "load_coco_captions", "score_captions"]
 
@@ -140,3 +144,38 @@ def score_captions(preds: Mapping[str, str], refs: Mapping[str, list[str]]) -> d
     bleu, _ = Bleu(4).compute_score(gts_t, res_t, verbose=0)
     cider, _ = Cider().compute_score(gts_t, res_t)
     return {"BLEU-4": 100.0 * float(bleu[3]), "CIDEr": 100.0 * float(cider)}
+
+
+# --- registry entry ---------------------------------------------------------------------------------
+
+@dataclass
+class COCOOptions:
+    """The recipe's `data.*` keys that `load_coco_captions` takes (None: the loader's default)."""
+
+    split: str | None = None
+    limit: int | None = None
+    karpathy_json: str | None = None
+    image_root: str | None = None  # folder holding train2014/ val2014/
+    prompt: str | None = None  # default: DEFAULT_CAPTION_PROMPT
+
+
+def evaluate_coco(answers, examples) -> dict:
+    missing = [ex.id for ex in examples if not ex.meta.get("refs")]
+    if missing:
+        raise ValueError(f"COCO records without reference captions (load a val/test split): e.g. {missing[:3]}")
+    refs = {ex.id: ex.meta["refs"] for ex in examples}
+    metrics = score_captions(answers, refs)
+    records = [{"id": ex.id, "image": ex.image, "generated": answers[ex.id], "refs": ex.meta["refs"]}
+               for ex in examples]
+    return {"metrics": metrics, "predictions": records}
+
+
+def _official_prompt(ex: VLExample) -> VLExample:
+    return dataclasses.replace(ex, prompt=protocol.CAPTION_PROMPT)
+
+
+register(DatasetSpec(
+    "coco", load_coco_captions, COCOOptions, scorer=evaluate_coco,
+    max_new_tokens=32,  # a caption
+    official=OfficialProtocol(max_new_tokens=20, prepare=_official_prompt, postprocess=protocol.official_caption),
+))

@@ -18,10 +18,12 @@ import random
 import re
 import string
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from ..package_data import package_dirs
 from .example import VLExample
 from .files import read_json
+from .registry import DatasetOptionError, DatasetSpec, register
 
 __all__ = [
     "DEFAULT_VQA_PROMPT",
@@ -299,3 +301,47 @@ def _yes_no_facets(strata: dict[tuple, list[int]]) -> dict:
     out["strata"] = {f"{a} {'negated' if neg else 'plain'} {ans}": round(percent(hits), 2)
                      for (a, neg, ans), hits in sorted(strata.items())}
     return out
+
+
+# --- registry entry ---------------------------------------------------------------------------------
+
+@dataclass
+class EasyVQAOptions:
+    """The recipe's `data.*` keys that `load_easyvqa` takes (None: the loader's default)."""
+
+    split: str | None = None
+    limit: int | None = None
+    data_dir: str | None = None  # default: the installed easy-vqa package
+    prompt: str | None = None  # default: DEFAULT_VQA_PROMPT
+    val_fraction: float | None = None
+    answer_style: str | None = None  # word (default) | rationale ("triangle, so no" for yes/no)
+
+    def __post_init__(self):
+        from ..safeyaml import shown
+
+        if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
+            raise DatasetOptionError(f"recipe key 'data.val_fraction' must be in [0, 1), got {shown(self.val_fraction)}")
+        if self.answer_style is not None and self.answer_style not in ANSWER_STYLES:
+            raise DatasetOptionError(f"recipe key 'data.answer_style' must be one of {', '.join(ANSWER_STYLES)}, "
+                                     f"got {shown(self.answer_style)}")
+
+
+def evaluate_easyvqa(answers, examples) -> dict:
+    metrics = score_exact_match(answers, examples)
+    records = [{"id": ex.id, "question": ex.meta.get("question", ex.prompt), "qtype": ex.meta.get("qtype"),
+                "generated": answers[ex.id], "answer": ex.answer,
+                "correct": normalize_answer(answers[ex.id]) == normalize_answer(ex.answer) != ""}
+               for ex in examples]
+    return {"metrics": metrics, "predictions": records}
+
+
+def _question_template(options: EasyVQAOptions) -> str:
+    return (options.prompt or DEFAULT_VQA_PROMPT).replace("{question}", "{prompt}")
+
+
+register(DatasetSpec(
+    "easyvqa", load_easyvqa, EasyVQAOptions, scorer=evaluate_easyvqa,
+    max_new_tokens=8,  # one word
+    question_template=_question_template,
+    accuracy_key="overall",
+))

@@ -17,9 +17,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from .example import VLExample
 from .files import read_json
+from .registry import DatasetSpec, register
 
 __all__ = ["load_llava_instruct", "strip_image_tag"]
 
@@ -82,3 +84,27 @@ def load_llava_instruct(json_path, image_root=None, limit: int | None = None) ->
             out.append(VLExample(f"{rid}_{k}", prompt, a, image, {"conversation_id": rid, "turn": k}))
             history = f"{prompt} {a}\n"
     return out
+
+
+# --- registry entry ---------------------------------------------------------------------------------
+
+@dataclass
+class LLaVAInstructOptions:
+    """The recipe's `data.*` keys that `load_llava_instruct` takes (no splits: `data.split` is ignored)."""
+
+    limit: int | None = None
+    json_path: str | None = None
+    image_root: str | None = None
+
+
+def evaluate_llava_instruct(answers, examples) -> dict:
+    records = [{"id": ex.id, "prompt": ex.prompt, "generated": answers[ex.id], "reference": ex.answer}
+               for ex in examples]
+    return {"metrics": {}, "predictions": records}
+
+
+register(DatasetSpec(
+    "llava_instruct", load_llava_instruct, LLaVAInstructOptions, scorer=evaluate_llava_instruct,
+    max_new_tokens=256,  # a chat reply
+    question_template=lambda options: QUESTION_TEMPLATE,
+))

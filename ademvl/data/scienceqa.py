@@ -18,13 +18,17 @@ the output part give the order of the target, e.g. ``QCM-ALE`` →
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import string
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
+from ..official import protocol
 from .example import VLExample
 from .files import read_json
+from .registry import DatasetSpec, OfficialProtocol, register
 
 __all__ = [
     "PROMPT_FORMATS",
@@ -271,3 +275,52 @@ def format_scienceqa_table(table: Mapping[str, float | None]) -> str:
     head = "  ".join(c.rjust(w) for c, w in zip(SCIENCEQA_COLUMNS, widths))
     row = "  ".join(v.rjust(w) for v, w in zip(cells, widths))
     return head + "\n" + row
+
+
+# --- registry entry ---------------------------------------------------------------------------------
+
+@dataclass
+class ScienceQAOptions:
+    """The recipe's `data.*` keys that `load_scienceqa` takes (None: the loader's default)."""
+
+    split: str | None = None
+    limit: int | None = None
+    root: str | None = None  # folder with problems.json, pid_splits.json, images/
+    image_root: str | None = None  # default: ROOT/images
+    prompt_format: str | None = None  # e.g. CQM-A (PROMPT_FORMATS)
+
+
+def scienceqa_records(answers: dict[str, str], examples, parse=parse_answer_letter) -> tuple[dict, list[dict]]:
+    """Paper table and one record per problem (id, generated text, parsed letter, correct letter, correct?).
+    `parse(text, n_choices)`: the library's parser, or the official one (`ademvl.official.protocol`)."""
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    parsed, records = {}, []
+    for ex in examples:
+        text = answers.get(ex.id, "")
+        index = parse(text, len(ex.meta["choices"]))
+        parsed[ex.id] = index
+        records.append({
+            "id": ex.id,
+            "generated": text,
+            "parsed": None if index is None else letters[index],
+            "answer": ex.meta["answer_letter"],
+            "correct": index is not None and index == ex.meta["answer"],
+        })
+    return scienceqa_table(parsed, examples), records
+
+
+def evaluate_scienceqa(answers, examples, parse=parse_answer_letter) -> dict:
+    table, records = scienceqa_records(answers, examples, parse)
+    return {"metrics": table, "predictions": records, "table": format_scienceqa_table(table)}
+
+
+def _official_prompt(ex: VLExample) -> VLExample:
+    return dataclasses.replace(ex, prompt=ex.prompt + protocol.ANSWER_CUE)
+
+
+register(DatasetSpec(
+    "scienceqa", load_scienceqa, ScienceQAOptions, scorer=evaluate_scienceqa,
+    max_new_tokens=32,  # "The answer is B."
+    accuracy_key="Average",
+    official=OfficialProtocol(max_new_tokens=1, prepare=_official_prompt, parse=protocol.parse_official_letter),
+))

@@ -117,6 +117,7 @@ def floor_row(cfg: DemoConfig, pipeline: Pipeline, out: Path) -> dict:
     from ..evaluation.loading import load_tokenizer
     from ..loading import load_image_processor
     from ..model import VLModel
+    from ..prompting import PromptSpec
 
     key = {"llm": str(pipeline.llm_dir), "test": pipeline.test_digest, "max_new_tokens": cfg.max_new_tokens}
     if cfg.prompt_layout != "plain":  # the plain floor's key stays as recorded before the option existed
@@ -126,9 +127,8 @@ def floor_row(cfg: DemoConfig, pipeline: Pipeline, out: Path) -> dict:
     if record.get("key") == key and not cfg.retrain:
         pipeline.log("floor: reusing the no-image floor already scored on these test questions")
         return record["row"]
-    model = VLModel.from_backbones(pipeline.llm_dir, pipeline.vision_dir, alpha=0.0, use_cls=False,
-                                   scales=[1]).eval()
-    model.config.prompt_layout = cfg.prompt_layout  # the floor reads its questions as the tuned runs do
+    model = VLModel.from_backbones(pipeline.llm_dir, pipeline.vision_dir, alpha=0.0, use_cls=False, scales=[1],
+                                   prompt=PromptSpec(layout=cfg.prompt_layout)).eval()  # read as the tuned runs do
     blind = [replace(ex, image=None) for ex in pipeline.test]
     pipeline.log(f"floor: the frozen LLM alone on {len(blind)} test questions, no image")
     start = time.perf_counter()

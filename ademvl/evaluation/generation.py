@@ -7,36 +7,21 @@ tokens start at the same column; only those are decoded. Greedy by default
 from __future__ import annotations
 
 import torch
-from PIL import Image
 
 from ..collate import VLCollator
 from ..context import prompt_token_limit
 from ..data.example import VLExample
-from ..data.images import load_image
 from ..prompting import pad_token_id
 
+
 class GenerationCollator(VLCollator):
-    """`VLCollator` that also accepts an in-memory PIL image in `VLExample.image`
-    (what harnesses hand over), besides a file path. `max_length`: see `ademvl.context.prompt_token_limit`."""
+    """`VLCollator` for generation (left-padded, no labels). `max_length`: see
+    `ademvl.context.prompt_token_limit`."""
 
     def __init__(self, tokenizer, image_processor, num_visual_tokens: int, max_length: int | None = None,
                  num_prefix_tokens: int = 0, prompt_layout: str = "plain"):
         super().__init__(tokenizer, image_processor, num_visual_tokens, max_length, for_generation=True,
                          num_prefix_tokens=num_prefix_tokens, prompt_layout=prompt_layout)
-
-    def pixels(self, examples: list[VLExample]) -> torch.Tensor | None:
-        images = {}
-        for i, ex in enumerate(examples):
-            if isinstance(ex.image, Image.Image):
-                images[i] = ex.image.convert("RGB")
-            elif ex.has_image:
-                images[i] = load_image(ex.image, ex.id)
-        if not images:
-            return None
-        processed = self.image_processor(list(images.values()), return_tensors="pt")["pixel_values"]
-        out = processed.new_zeros(len(examples), *processed.shape[1:])
-        out[list(images)] = processed
-        return out
 
 
 def model_device(model) -> torch.device:

@@ -49,10 +49,12 @@ def load_for_eval(checkpoint: str | os.PathLike, llm=None, vision=None, tokenize
     to the library's; a task name ("scienceqa", "caption", "instruction") to that official one.
     A model in an official layout gets the official image processor (`image_processor` unused).
     """
+    from ..checkpoint import AdapterError
     from ..hub import open_adapter
     from ..loading import quantization_config
     from ..model import VLModel
     from ..official import check_task, official_image_processor
+    from ..prompting import PromptSpec
 
     quantization_config(quantization)  # refuse early, before anything loads
     adapter = open_adapter(checkpoint)  # found and read once; VLModel.from_adapter takes it as it is
@@ -66,8 +68,12 @@ def load_for_eval(checkpoint: str | os.PathLike, llm=None, vision=None, tokenize
     processor = None if task is not None else load_image_processor(
         image_processor or (vision if isinstance(vision, (str, os.PathLike)) else None)
         or saved.get("vision_name_or_path"))
-    model = VLModel.from_adapter(adapter, llm=llm, vision=vision, dtype=dtype, quantization=quantization)
-    model.config.official = task
+    try:
+        prompt = PromptSpec.from_saved(saved).replace(official=task)
+    except ValueError as error:  # an unknown prompt_layout in the adapter's JSON: name the file
+        raise AdapterError(f"adapter '{adapter}': {error}") from None
+    model = VLModel.from_adapter(adapter, llm=llm, vision=vision, dtype=dtype, quantization=quantization,
+                                 prompt=prompt)
     if task is not None:
         processor = official_image_processor(task, model.vision.config.image_size)
     if quantization is None:  # a quantized LLM is already where bitsandbytes put it; its weights do not move

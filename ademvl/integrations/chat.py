@@ -5,9 +5,9 @@ call; the harness adapters in this package only translate their request
 formats into it. The prompt is the text after the image prefix, exactly as in
 training (e.g. ``"Instruction: What is shown?\\nResponse:"``); `prompt_template`
 wraps a bare question into that shape. A conversation (a list of
-``(role, text)`` turns) is laid out as LLaVA-instruct training lays out its
-multi-turn records: every earlier exchange as ``template(question) + " " +
-answer + "\\n"``, then the template around the last question.
+``(role, text)`` turns) is laid out by `ademvl.prompting.conversation_prompt`,
+as LLaVA-instruct training lays out its multi-turn records (the same layout
+`ademvl serve` and `VLProcessor` use).
 """
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ from ..data.images import load_image
 from ..data.llava_instruct import QUESTION_TEMPLATE as LLAVA_QUESTION_TEMPLATE
 from ..context import prompt_token_limit
 from ..evaluation.generation import GenerationCollator, generate_batch, model_device
-from ..collate import prompt_layout_of
-from ..prompting import check_template, encode_sample
+from ..prompting import ROLES, check_template, conversation_prompt, encode_for_model, prompt_spec_of
+
+__all__ = ["AdemVLChat", "DEFAULT_TEMPLATE", "INSTRUCT_TEMPLATE", "ROLES", "check_template", "conversation_prompt",
+           "resolve_template"]
 
 DEFAULT_TEMPLATE = "{prompt}"
 INSTRUCT_TEMPLATE = LLAVA_QUESTION_TEMPLATE  # the LLaVA-instruct training layout
@@ -33,46 +35,7 @@ def resolve_template(model, template: str | None, name: str = "prompt_template")
     """The template asked for, else the one the adapter was trained with, else the bare prompt.
 
     `name` is how the caller's user knows the option, for the error when the template is malformed."""
-    if template is None:
-        template = getattr(model.config, "prompt_template", None) or DEFAULT_TEMPLATE
-    return check_template(template, name)
-
-
-ROLES = ("system", "user", "assistant")
-
-
-def conversation_prompt(template: str, turns) -> str:
-    """The prompt for a conversation: ``[(role, text), ...]`` ending with a user turn.
-
-    Earlier exchanges become ``template.format(prompt=question) + " " + answer + "\\n"`` (the
-    multi-turn layout of `ademvl.data.llava_instruct`), the last question
-    ``template.format(prompt=question)``. Consecutive user turns are joined by newlines; system
-    turns go first, each on its own line. A bare string is one user turn.
-    """
-    if isinstance(turns, str):
-        return template.format(prompt=turns)
-    system, history, question = [], "", None
-    for n, turn in enumerate(turns):
-        try:
-            role, text = turn
-        except (TypeError, ValueError):
-            raise ValueError(f"conversation turn {n} must be a (role, text) pair, not {turn!r}") from None
-        if role not in ROLES or not isinstance(text, str):
-            raise ValueError(f"conversation turn {n}: role must be one of {', '.join(ROLES)} and text a string, "
-                             f"got ({role!r}, {type(text).__name__})")
-        if role == "system":
-            system.append(text.strip())
-        elif role == "user":
-            question = text.strip() if question is None else f"{question}\n{text.strip()}"
-        elif question is None:
-            raise ValueError(f"conversation turn {n}: an assistant turn must follow a user turn")
-        else:
-            history += f"{template.format(prompt=question)} {text.strip()}\n"
-            question = None
-    if question is None:
-        raise ValueError("a conversation must end with a user turn (the question to answer)")
-    prefix = "".join(f"{text}\n" for text in system if text)
-    return prefix + history + template.format(prompt=question)
+    return prompt_spec_of(model).question_template(template, name)
 
 
 def _image(image):
@@ -158,10 +121,7 @@ class AdemVLChat:
         if not target:
             raise ValueError(f"continuation {continuation!r} has no tokens")
         limit = prompt_token_limit(self.model, reserve=len(target), cap=self.max_length, option="continuation length")
-        encoded = encode_sample(self.tokenizer, example.prompt, None, example.has_image,
-                                self.model.method.num_input_tokens, limit,
-                                num_prefix_tokens=self.model.method.num_prefix_tokens,
-                                prompt_layout=prompt_layout_of(self.model))
+        encoded = encode_for_model(self.model, self.tokenizer, example.prompt, None, example.has_image, limit)
         ids = torch.tensor([encoded.input_ids + target], device=model_device(self.model))
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
                  "has_image": torch.tensor([int(example.has_image)], device=ids.device),

@@ -288,6 +288,13 @@ class LmmsMixin:
         raise NotImplementedError("ademvl answers one round per request; lmms-eval multi-round tasks are not supported")
 
 
+def chat_messages_to_turns(messages) -> list[tuple[str, str]]:
+    """lmms-eval chat messages (`role`, `content` parts) → ``[(role, text), ...]`` for `AdemVLChat`, which
+    lays them out (`ademvl.prompting.conversation_prompt`); a message's text parts are joined by newlines."""
+    return [(message.role, "\n".join(part.text for part in message.content if part.type == "text"))
+            for message in messages]
+
+
 class LmmsChatMixin(LmmsMixin):
     """``generate_until`` over lmms-eval's chat requests ``(ctx, doc_to_messages, gen_kwargs, doc_id, task, split)``."""
 
@@ -302,8 +309,7 @@ class LmmsChatMixin(LmmsMixin):
             if videos or audios:
                 raise ValueError(f"task {task}: ademvl takes images and text, not "
                                  f"{'video' if videos else 'audio'} (doc {doc_id})")
-            turns = [(message.role, "\n".join(part.text for part in message.content if part.type == "text"))
-                     for message in messages.messages]
+            turns = chat_messages_to_turns(messages.messages)
             items.append((_first_image(images), turns, dict(gen_kwargs or {})))
         return self._generate(items)
 

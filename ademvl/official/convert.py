@@ -120,6 +120,7 @@ def convert_official(checkpoint, llm, vision, output, task: str | None = None) -
     """
     from ..checkpoint import save_adapter
     from ..model import VLModel
+    from ..prompting import PromptSpec
 
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -133,7 +134,8 @@ def convert_official(checkpoint, llm, vision, output, task: str | None = None) -
                 f"the checkpoint's args.dataset is {args.get('dataset')!r}: pass --task ({', '.join(OFFICIAL_TASKS)})")
     check_task(task)
     llm_module, vision_module = _meta_backbones(llm, vision)
-    model = VLModel.from_backbones(llm_module, vision_module, method="ademvl", method_config=settings)
+    model = VLModel.from_backbones(llm_module, vision_module, method="ademvl", method_config=settings,
+                                   prompt=PromptSpec(OFFICIAL_TASKS[task].prompt_template, official=task))
     weights = match_state(state, model)
     params = model.trainable_parameters()
     with torch.no_grad():
@@ -141,8 +143,6 @@ def convert_official(checkpoint, llm, vision, output, task: str | None = None) -
             params[name].copy_(tensor.to(params[name].dtype))
     model.config.llm_name_or_path = _recorded_path(llm)
     model.config.vision_name_or_path = _recorded_path(vision)
-    model.config.official = task
-    model.config.prompt_template = OFFICIAL_TASKS[task].prompt_template
     with staging_dir(output) as staging:
         save_adapter(model, staging)
         replace_dir(staging, output)  # an empty `output` (checked above) is replaced

@@ -11,26 +11,39 @@ the whole text.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 
 ANSWER_CUE = "The answer is"
 CAPTION_PROMPT = "a picture of"
 SCIENCEQA_PROMPT_FORMAT = "QCM-A"
-MAX_NEW_TOKENS = {"scienceqa": 1, "coco": 20}
 OPTIONS = "ABCDE"  # eval_sqa.py's PromptArgs.options
 
 _CAPITAL = re.compile(r"([A-Z])")
 _CAPTION = re.compile(r"picture of (.+)")
 
 
+def _official(dataset: str):
+    """The dataset's official protocol, as its registry entry (`ademvl.data`) declares it; None: it has none."""
+    from ..data import SPECS
+
+    spec = SPECS.get(dataset)
+    return None if spec is None else spec.official
+
+
+def __getattr__(name: str):
+    if name == "MAX_NEW_TOKENS":  # {dataset: tokens the official evaluation generates}, from the registry
+        from ..data import SPECS
+
+        return {key: spec.official.max_new_tokens for key, spec in SPECS.items() if spec.official is not None}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def prepare_examples(dataset: str, examples: list) -> list:
     """The examples with the official evaluation prompt."""
-    if dataset == "scienceqa":
-        return [dataclasses.replace(ex, prompt=ex.prompt + ANSWER_CUE) for ex in examples]
-    if dataset == "coco":
-        return [dataclasses.replace(ex, prompt=CAPTION_PROMPT) for ex in examples]
-    return list(examples)
+    official = _official(dataset)
+    if official is None or official.prepare is None:
+        return list(examples)
+    return [official.prepare(ex) for ex in examples]
 
 
 def parse_official_letter(text: str | None, n_choices: int) -> int | None:
@@ -41,12 +54,15 @@ def parse_official_letter(text: str | None, n_choices: int) -> int | None:
     return OPTIONS.index(found[0])
 
 
-def postprocess(dataset: str, answers: dict[str, str]) -> dict[str, str]:
+def official_caption(text: str) -> str:
     """eval_caption.py: keep what follows "picture of " when the output repeats the prompt."""
-    if dataset != "coco":
+    found = _CAPTION.findall(text)
+    return found[0] if found else text
+
+
+def postprocess(dataset: str, answers: dict[str, str]) -> dict[str, str]:
+    """The generated texts as the dataset's official protocol scores them (COCO: `official_caption`)."""
+    official = _official(dataset)
+    if official is None or official.postprocess is None:
         return answers
-    out = {}
-    for key, text in answers.items():
-        found = _CAPTION.findall(text)
-        out[key] = found[0] if found else text
-    return out
+    return {key: official.postprocess(text) for key, text in answers.items()}

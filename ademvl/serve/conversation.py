@@ -9,13 +9,16 @@ turns one after another, each earlier one closed by its answer::
     Question: what shape is in the image?\\nAnswer: circle
     Question: what colour is it?\\nAnswer:        (the last user turn: the model answers it)
 
-joined by newlines. A one-message conversation is therefore exactly the prompt
-`ademvl generate` builds. The model takes one image per sample, so a
+joined by newlines; consecutive user messages are one question, their texts joined by
+newlines. A one-message conversation is therefore exactly the prompt `ademvl generate`
+builds, and every conversation is the prompt `AdemVLChat` builds for the same turns
+(`ademvl.prompting.conversation_prompt` lays out both). The model takes one image per sample, so a
 conversation may carry at most one `image_url` part (in any user turn); it sits
 in the image slot at the start, before every turn.
 """
 from __future__ import annotations
 
+from ..prompting import conversation_prompt as layout
 from .errors import RequestError
 from .schema import ImagePart, Message
 
@@ -46,35 +49,30 @@ def _text(message: Message, where: str) -> tuple[str, list[tuple[str, str]]]:
 
 
 def conversation_prompt(messages: list[Message], template: str) -> tuple[str, tuple[str, str] | None]:
-    """`(prompt, (image URL, its field path) or None)` for a chat; `RequestError` when it cannot be laid out."""
+    """`(prompt, (image URL, its field path) or None)` for a chat; `RequestError` when it cannot be laid out.
+
+    The messages become ``(role, text)`` turns (developer messages are system turns) laid out by
+    `ademvl.prompting.conversation_prompt`, the one conversation layout AdemVLChat uses too."""
     if messages[-1].role != "user":
         raise RequestError(f"messages.{len(messages) - 1}: the last message must come from the user "
                            f"(got role '{messages[-1].role}')", f"messages.{len(messages) - 1}.role")
-    lines: list[str] = []
+    turns: list[tuple[str, str]] = []
     images: list[tuple[str, str]] = []
-    pending_question: str | None = None
     for i, message in enumerate(messages):
         where = f"messages.{i}"
         text, found = _text(message, where)
         if found and message.role != "user":
             raise RequestError(f"{where}: only user messages may carry images", f"{where}.content")
         images += found
-        if message.role in ("system", "developer"):
-            if text:
-                lines.append(text)
-        elif message.role == "user":
-            if pending_question is not None:  # two user turns in a row: the first one got no answer
-                lines.append(template.format(prompt=pending_question))
-            pending_question = text
-        else:  # assistant: closes the question before it
-            question = template.format(prompt=pending_question) if pending_question is not None else ""
-            lines.append(f"{question} {text}".strip() if question else text)
-            pending_question = None
-    if not pending_question or not pending_question.strip():
+        turns.append(("system" if message.role == "developer" else message.role, text))
+    if not turns[-1][1].strip():
         raise RequestError(f"messages.{len(messages) - 1}: the last user message has no text to answer",
                            f"messages.{len(messages) - 1}.content")
-    lines.append(template.format(prompt=pending_question))
     if len(images) > 1:
         raise RequestError(f"{images[1][1]}: this model takes one image per conversation, got {len(images)}",
                            images[1][1], "too_many_images")
-    return "\n".join(lines), images[0] if images else None
+    try:
+        prompt = layout(template, turns)
+    except ValueError as error:  # an assistant message with no question before it
+        raise RequestError(str(error).replace("conversation turn ", "messages.", 1), "messages") from None
+    return prompt, images[0] if images else None

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from fastapi.exceptions import RequestValidationError
 
 from ..data.example import VLExample
-from ..collate import prompt_layout_of
-from ..prompting import encode_sample
+from ..prompting import encode_for_model
 from .conversation import conversation_prompt
 from .errors import RequestError
 from .images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, decode_image_url
@@ -111,10 +110,7 @@ def prepare(req: ChatRequest, chat, settings: ServeSettings, context: int, token
         raise RequestError("messages: this adapter answers questions about an image; add an image_url part "
                            "(data:image/...;base64) to a user message", "messages", "image_required")
     example = VLExample(id=uuid.uuid4().hex, prompt=prompt, answer="", image=image)
-    prompt_tokens = len(encode_sample(chat.tokenizer, prompt, None, example.has_image,
-                                      chat.model.method.num_input_tokens,
-                                      num_prefix_tokens=chat.model.method.num_prefix_tokens,
-                                      prompt_layout=prompt_layout_of(chat.model)).input_ids)
+    prompt_tokens = len(encode_for_model(chat.model, chat.tokenizer, prompt, None, example.has_image).input_ids)
     asked = req.requested_max_tokens()
     max_tokens = asked if asked is not None else min(settings.max_tokens, context - prompt_tokens)
     if prompt_tokens + max(max_tokens, 1) > context:

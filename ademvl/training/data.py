@@ -8,7 +8,6 @@ micro-batches (the index list is padded by wrapping around, as
 """
 from __future__ import annotations
 
-import inspect
 import random
 import logging
 import math
@@ -17,33 +16,27 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..collate import VLCollator
-from ..data import DATASETS, VLExample, filter_loadable, load_dataset
+from ..data import SPECS, VLExample, filter_loadable, load_dataset
+from ..data import registry
 from ..data.images import ImageError
 from ..recipes import DataSection, RecipeError
 
 logger = logging.getLogger(__name__)
 
-LOADER_KEYS = ("split", "limit", "root", "image_root", "karpathy_json", "json_path", "data_dir",
-               "prompt_format", "prompt", "val_fraction", "answer_style")
+# The data-section keys that are some dataset's option (each dataset's options dataclass says which it takes).
+LOADER_KEYS = registry.flat_option_keys(DataSection)
 
 
 def loader_kwargs(data: DataSection) -> dict:
-    """The recipe's data keys that the chosen loader takes; a set key it does not take is an error."""
-    if data.dataset not in DATASETS:
-        raise RecipeError(f"unknown data.dataset '{data.dataset}'; available: {', '.join(sorted(DATASETS))}")
-    accepted = set(inspect.signature(DATASETS[data.dataset]).parameters)
-    kwargs = {}
-    for key in LOADER_KEYS:
-        value = getattr(data, key)
-        if value is None:
-            continue
-        if key not in accepted:
-            if key == "split":  # llava_instruct has no splits
-                continue
-            raise RecipeError(f"data.{key} is not an option of dataset '{data.dataset}' "
-                              f"(it takes: {', '.join(sorted(accepted))})")
-        kwargs[key] = value
-    return kwargs
+    """The recipe's data options (flat `data.<key>` and `data.options`), checked by the dataset's
+    options dataclass (`ademvl.data.registry`); a set key it does not take is an error."""
+    if data.dataset not in SPECS:
+        raise RecipeError(f"unknown data.dataset '{data.dataset}'; available: {', '.join(sorted(SPECS))}")
+    try:
+        _, options = registry.dataset_options(data)
+    except registry.DatasetOptionError as error:
+        raise RecipeError(str(error)) from None
+    return registry.loader_kwargs(options)
 
 
 def balanced_sample(

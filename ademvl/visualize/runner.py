@@ -8,8 +8,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-# The figure's y axis: which evaluator metric counts as "accuracy" per dataset.
-ACCURACY_KEY = {"scienceqa": "Average", "easyvqa": "overall"}
+from ..data import SPECS
+
+# The figure's y axis: which evaluator metric counts as "accuracy" per dataset (its registry entry's headline).
+ACCURACY_KEY = {name: spec.accuracy_key for name, spec in SPECS.items() if spec.accuracy_key}
 
 
 def flatten_metrics(metrics: dict, prefix: str = "") -> dict:
