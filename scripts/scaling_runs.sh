@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:-runs/scaling}
 STEPS=${STEPS:-12}
 mkdir -p "$OUT"
-common=(easyvqa-demo "train.max_steps=$STEPS" train.save_every=0 data.limit=2000 --no-progress)
+common=(easyvqa-demo "train.max_steps=$STEPS" train.save_every=0 data.limit=2000 "model.method_config.scales=[64,16]" --no-progress)
 
 run() {  # name, then the command
   local name=$1; shift
