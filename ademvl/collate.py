@@ -38,11 +38,9 @@ class VLCollator:
         """A collator with the placeholders `model`'s method needs (visual tokens, prefix) and the
         prompt layout it was trained with; for a converted official checkpoint, the official layout
         and the official preprocessing (whatever processor is passed)."""
-        task = prompt_spec_of(model).official
-        if task is not None:
-            from .official import official_image_processor
+        from .official import image_processor_for
 
-            image_processor = official_image_processor(task, model.vision.config.image_size)
+        image_processor = image_processor_for(prompt_spec_of(model), image_processor, model.vision)
         settings = encoder_settings(model)
         kwargs.setdefault("prompt_layout", settings["prompt_layout"])
         return cls(tokenizer, image_processor, settings["num_visual_tokens"],

@@ -28,12 +28,9 @@ def prompt_spec(recipe: Recipe) -> PromptSpec:
     m = recipe.model
     if not m.official:
         return PromptSpec(question_template(recipe.data), m.prompt_layout)
-    from .official import OFFICIAL_TASKS, task_for_dataset
-
     if m.method != "ademvl":
         raise ValueError(f"model.official is the official ADEM-VL layout: it needs method ademvl, not {m.method}")
-    task = task_for_dataset(recipe.data.dataset)
-    return PromptSpec(OFFICIAL_TASKS[task].prompt_template, m.prompt_layout, task)
+    return PromptSpec.official_for(recipe.data.dataset, m.prompt_layout)
 
 
 def build_model(recipe: Recipe):

@@ -234,6 +234,15 @@ class PromptSpec:
                    official)
 
     @classmethod
+    def official_for(cls, dataset: str, layout: str = "plain") -> "PromptSpec":
+        """The spec of the official ADEM-VL task that evaluates library `dataset` (`ademvl.official`):
+        that task's template and layout, `layout` recorded beside it."""
+        from .official.profiles import OFFICIAL_TASKS, task_for_dataset
+
+        task = task_for_dataset(dataset)
+        return cls(OFFICIAL_TASKS[task].prompt_template, layout, task)
+
+    @classmethod
     def from_saved(cls, saved: dict) -> "PromptSpec":
         """The spec an adapter's JSON records (its keys: `prompt_template`, `prompt_layout`, `official`)."""
         return cls(saved.get("prompt_template"), saved.get("prompt_layout") or "plain", saved.get("official"))

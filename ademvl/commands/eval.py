@@ -17,7 +17,9 @@ import argparse
 import json
 from pathlib import Path
 
-DATASETS = ("scienceqa", "coco", "easyvqa", "llava_instruct")
+from ..data import SPECS
+
+DATASETS = tuple(sorted(SPECS))  # every registered dataset (`ademvl.data.registry`), in a stable order
 
 
 def add_model_arguments(parser, checkpoint_default: str | None = None) -> None:
@@ -122,8 +124,10 @@ def load_examples(args) -> list:
                   split=args.split)
     elif name == "easyvqa":
         kw.update(split=args.split, data_dir=args.data_root)
-    else:
+    elif name == "llava_instruct":
         kw.update(json_path=_need(args.json, "--json", name), image_root=args.image_root)
+    else:  # a dataset registered since: its options need a line here
+        raise ValueError(f"--dataset {name}: the eval command does not map its options yet")
     if args.prompt is not None and name in ("coco", "easyvqa"):
         kw["prompt"] = args.prompt.replace("\\n", "\n")
     for key in ("karpathy_json", "json_path"):
@@ -132,16 +136,22 @@ def load_examples(args) -> list:
     return load_dataset(name, **kw)
 
 
-def official_choice(args) -> str | None:
-    """The official task this evaluation follows (None: the library's way), and the ScienceQA
-    prompt format and captions that go with it."""
-    from ..checkpoint import read_adapter_config
-    from ..official import task_for_dataset
+def open_checkpoint(args):
+    """The adapter of --checkpoint, found and its config read once (`ademvl.checkpoint.ResolvedAdapter`),
+    then passed as it is to `official_choice` and `load_for_eval`."""
+    from ..hub import open_adapter
 
     if not Path(args.checkpoint).is_dir():
         raise FileNotFoundError(f"checkpoint directory not found: {args.checkpoint}")
-    recorded = read_adapter_config(args.checkpoint).get("official")
-    task = recorded if args.official is None else (recorded or task_for_dataset(args.dataset)) if args.official else None
+    return open_adapter(args.checkpoint)
+
+
+def official_choice(args, adapter) -> str | None:
+    """The official task this evaluation follows (None: the library's way) for the resolved `adapter`,
+    and the ScienceQA prompt format and captions that go with it."""
+    from ..official import choose_task
+
+    task = choose_task(adapter.config.get("official"), args.official, args.dataset)
     if args.dataset == "scienceqa":
         official = task is not None
         if args.prompt_format is None:
@@ -165,7 +175,8 @@ def run(args) -> int:
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     gen = sampling_kwargs(args)
-    task = official_choice(args)
+    adapter = open_checkpoint(args)
+    task = official_choice(args, adapter)
     examples = load_examples(args)
     if not examples:
         raise ValueError(f"no {args.dataset} records in split {args.split!r}")
@@ -187,7 +198,7 @@ def run(args) -> int:
         kept = sum(ex.id in journal.done for ex in examples)
         print(f"resuming: {kept} of {len(examples)} predictions already in {journal.path}", flush=True)
     try:
-        model, tokenizer, processor = load_for_eval(args.checkpoint, llm=args.llm, vision=args.vision,
+        model, tokenizer, processor = load_for_eval(adapter, llm=args.llm, vision=args.vision,
                                                     tokenizer=args.tokenizer, image_processor=args.image_processor,
                                                     device=args.device, dtype=args.dtype, official=task or False,
                                                     quantization=args.quantization)

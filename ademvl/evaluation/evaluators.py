@@ -18,6 +18,7 @@ from ..data.easyvqa import evaluate_easyvqa
 from ..data.llava_instruct import evaluate_llava_instruct
 from ..data.scienceqa import evaluate_scienceqa, scienceqa_records
 from ..official import protocol
+from ..prompting import PromptSpec
 from . import generation
 from .journal import PredictionJournal
 
@@ -61,7 +62,7 @@ def evaluate(model, tokenizer, image_processor, dataset_name: str, examples, bat
     if not examples:
         raise ValueError(f"no {dataset_name} examples to evaluate")
     if official is None:
-        official = getattr(getattr(model, "config", None), "official", None) is not None
+        official = PromptSpec.from_config(getattr(model, "config", None)).official is not None
     scorer = spec.scorer
     if official:
         examples = protocol.prepare_examples(dataset_name, examples)

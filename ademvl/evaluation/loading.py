@@ -7,11 +7,15 @@ same paths unless others are given.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..loading import _first_line, load_tokenizer
 from ..loading import load_image_processor as _load_image_processor
+
+if TYPE_CHECKING:
+    from ..checkpoint import ResolvedAdapter
 
 
 def load_image_processor(path: str | os.PathLike | None):
@@ -36,10 +40,11 @@ def resolve_device(device: str | None) -> torch.device:
         raise ValueError(f"unknown device '{device}': {_first_line(error)}") from error
 
 
-def load_for_eval(checkpoint: str | os.PathLike, llm=None, vision=None, tokenizer=None, image_processor=None,
-                  device: str | None = "auto", dtype=None, quantization: str | None = None,
+def load_for_eval(checkpoint: str | os.PathLike | ResolvedAdapter, llm=None, vision=None, tokenizer=None,
+                  image_processor=None, device: str | None = "auto", dtype=None, quantization: str | None = None,
                   official: str | bool | None = None):
-    """`(model, tokenizer, image_processor)` from an adapter directory or Hub id, model in eval mode.
+    """`(model, tokenizer, image_processor)` from an adapter directory or Hub id (or a `ResolvedAdapter`,
+    found and read once: `ademvl.hub.open_adapter`), model in eval mode.
 
     `llm` / `vision` override the backbone paths recorded in the adapter (e.g. on
     another machine); `tokenizer` / `image_processor` default to those backbone paths.
@@ -53,19 +58,17 @@ def load_for_eval(checkpoint: str | os.PathLike, llm=None, vision=None, tokenize
     from ..hub import open_adapter
     from ..loading import quantization_config
     from ..model import VLModel
-    from ..official import check_task, official_image_processor
+    from ..official import choose_task, image_processor_for
     from ..prompting import PromptSpec
 
     quantization_config(quantization)  # refuse early, before anything loads
     adapter = open_adapter(checkpoint)  # found and read once; VLModel.from_adapter takes it as it is
     saved = adapter.config
-    task = saved.get("official") if official is None else (official or None)
-    if task is not None:
-        check_task(task)
+    task = choose_task(saved.get("official"), official)
     # Tokenizer and image processor first: they are cheap, and a missing one should fail before the backbones load.
     tok = load_tokenizer(tokenizer or (llm if isinstance(llm, (str, os.PathLike)) else None)
                          or saved.get("llm_name_or_path"))
-    processor = None if task is not None else load_image_processor(
+    processor = None if task is not None else load_image_processor(  # else `image_processor_for` gives the task's
         image_processor or (vision if isinstance(vision, (str, os.PathLike)) else None)
         or saved.get("vision_name_or_path"))
     try:
@@ -74,8 +77,7 @@ def load_for_eval(checkpoint: str | os.PathLike, llm=None, vision=None, tokenize
         raise AdapterError(f"adapter '{adapter}': {error}") from None
     model = VLModel.from_adapter(adapter, llm=llm, vision=vision, dtype=dtype, quantization=quantization,
                                  prompt=prompt)
-    if task is not None:
-        processor = official_image_processor(task, model.vision.config.image_size)
+    processor = image_processor_for(prompt, processor, model.vision)
     if quantization is None:  # a quantized LLM is already where bitsandbytes put it; its weights do not move
         model.to(resolve_device(device))
     else:  # the rest joins the LLM's device

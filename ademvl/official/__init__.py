@@ -7,8 +7,8 @@ official prompt layout (`ademvl.prompting`), and the official evaluation protoco
 (`protocol`). `convert` turns a released `.pth` into an adapter directory;
 `llama` wraps transformers' LLaMA conversion script for Meta-layout weights.
 """
-from .preprocess import official_image_processor
-from .profiles import OFFICIAL_TASKS, OfficialTask, check_task, official_task, task_for_dataset
+from .preprocess import image_processor_for, official_image_processor
+from .profiles import OFFICIAL_TASKS, OfficialTask, check_task, choose_task, official_task, task_for_dataset
 
-__all__ = ["OFFICIAL_TASKS", "OfficialTask", "check_task", "official_image_processor", "official_task",
-           "task_for_dataset"]
+__all__ = ["OFFICIAL_TASKS", "OfficialTask", "check_task", "choose_task", "image_processor_for",
+           "official_image_processor", "official_task", "task_for_dataset"]

@@ -21,3 +21,13 @@ def official_image_processor(task: str, size: int = 224):
         do_resize=True, size={"height": size, "width": size}, resample=Image.BICUBIC, do_center_crop=False,
         do_rescale=True, rescale_factor=1 / 255, do_normalize=True, image_mean=list(spec.image_mean),
         image_std=list(spec.image_std), do_convert_rgb=True)
+
+
+def image_processor_for(spec, default_processor, vision):
+    """The image processor a model prompted as `spec` (`ademvl.prompting.PromptSpec`) is fed with: for an
+    official task, that task's official preprocessing at the size of `vision` (the model's vision tower;
+    `default_processor` unused, may be None); else `default_processor`. The one place the choice is
+    made: the collator and evaluation loading ask here."""
+    if spec.official is None:
+        return default_processor
+    return official_image_processor(spec.official, vision.config.image_size)

@@ -37,6 +37,19 @@ def check_task(name: str) -> str:
     return name
 
 
+def choose_task(recorded: str | None, requested: str | bool | None = None, dataset: str | None = None) -> str | None:
+    """The official task a model is run in (None: the library's layout), checked: `requested` None keeps
+    the `recorded` one (an adapter's `official` key); False (or "") the library's layout; True the
+    recorded one, else the task of library `dataset`; a task name that task."""
+    if requested is None:
+        task = recorded
+    elif requested is True and dataset is not None:
+        task = recorded or task_for_dataset(dataset)
+    else:
+        task = requested or None
+    return None if task is None else check_task(task)
+
+
 def official_task(model) -> str | None:
     """The official task `model` is set to (its config's `official`), or None for the library's layout."""
     task = getattr(model.config, "official", None)
