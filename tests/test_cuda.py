@@ -78,12 +78,14 @@ def test_4bit_llm_on_the_gpu_trains_and_saves_memory(tmp_path):
             assert quantization_of(model.llm) == "4bit"
             model.train()
             g = torch.Generator().manual_seed(0)
-            ids = torch.randint(3, 128, (2, 20), generator=g).cuda()
+            device = model.method_device  # where bitsandbytes placed the LLM
+            ids = torch.randint(3, 128, (2, 20), generator=g).to(device)
             labels = ids.clone()
             labels[:, :-4] = -100
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = model(input_ids=ids, pixel_values=torch.randn(2, 3, 32, 32).cuda(), labels=labels,
-                             has_image=torch.tensor([1, 1]).cuda(), image_slot=torch.tensor([2, 2]).cuda()).loss
+                loss = model(input_ids=ids, pixel_values=torch.randn(2, 3, 32, 32).to(device), labels=labels,
+                             has_image=torch.tensor([1, 1]).to(device),
+                             image_slot=torch.tensor([2, 2]).to(device)).loss
             loss.backward()
             grads = [p.grad for p in model.trainable_parameters().values() if p.grad is not None]
             assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.abs().any() for g in grads)
