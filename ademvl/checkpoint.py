@@ -1,6 +1,7 @@
 """Saving and loading only the trainable weights (safetensors) and the config that built them.
 
-Files: `ademvl_adapter.safetensors` + `ademvl_adapter.json`. They are names of the
+Files: `ademvl_adapter.safetensors` + `ademvl_adapter.json` (and, for transformers' Auto classes,
+a weightless `config.json` + `processor_config.json`: `ademvl.auto`). They are names of the
 project's own: an ademvl adapter is not a peft adapter (peft's `adapter_config.json`
 would promise a `peft_type`); LLaVA-LoRA's LoRA part exports to real peft format with
 `ademvl export peft`. Directories written before under peft's file names still load.
@@ -43,10 +44,10 @@ def _llm_signature(model) -> dict:
 
 
 def _vision_signature(model) -> dict:
-    cfg = model.vision.config
+    cfg, tower = model.vision.config, model.vision
     return {"model_type": cfg.model_type, "hidden_size": cfg.hidden_size,
-            "num_hidden_layers": cfg.num_hidden_layers, "image_size": cfg.image_size,
-            "patch_size": cfg.patch_size}
+            "num_hidden_layers": cfg.num_hidden_layers, "image_size": tower.image_size,
+            "patch_size": tower.patch_size}
 
 
 def adapter_config(model) -> dict:
@@ -75,6 +76,9 @@ def save_adapter(model, directory: str | os.PathLike, weights: dict | None = Non
     state = {name: p.detach().to("cpu").contiguous() for name, p in weights.items()}
     atomic_write_bytes(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     atomic_write_json(directory / CONFIG_NAME, adapter_config(model))
+    from .auto import write_auto_files  # config.json + processor_config.json: the Auto classes load the directory
+
+    write_auto_files(model, directory)
     return directory
 
 

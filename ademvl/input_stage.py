@@ -7,7 +7,8 @@ exactly the tokens of `input_ids`. Their embeddings are written over, in the for
 holds the prompt: visual tokens from each row's `image_slot`, the modality token (LaVIN /
 Bottleneck Adapter's `u_m`) at each row's first attended column. The references bar every
 later token from attending to the modality token; that is a transformers mask function
-(`hide_prefix`) combined with the causal and padding masks by `create_causal_mask`.
+(`hide_prefix`) combined with the causal and padding masks by `create_causal_mask` (and by
+`create_sliding_window_causal_mask` for the sliding-window layers, `masks_hiding_prefix`).
 """
 from __future__ import annotations
 
@@ -45,3 +46,20 @@ def hide_prefix(start: torch.Tensor, n_prefix: int):
         return ~in_prefix | (q_idx < first + n_prefix)
 
     return mask
+
+
+def masks_hiding_prefix(config, **mask_kwargs):
+    """The attention mask(s) the LLM takes, each combined with `and_mask_function` (in `mask_kwargs`):
+    one per layer kind where some layers attend through a sliding window (Gemma 2/3, gpt-oss: a dict,
+    as those models build it themselves), the sliding one where all do (Mistral, Mixtral with a
+    window), else the causal one. Only the LLM's own mask functions build them."""
+    from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+    config = config.get_text_config()
+    kinds = set(getattr(config, "layer_types", None) or ())
+    if "sliding_attention" in kinds and len(kinds) > 1:
+        return {"full_attention": create_causal_mask(config=config, **mask_kwargs),
+                "sliding_attention": create_sliding_window_causal_mask(config=config, **mask_kwargs)}
+    if kinds == {"sliding_attention"} or (not kinds and getattr(config, "sliding_window", None) is not None):
+        return create_sliding_window_causal_mask(config=config, **mask_kwargs)
+    return create_causal_mask(config=config, **mask_kwargs)

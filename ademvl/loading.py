@@ -77,7 +77,7 @@ def load_llm(name_or_path: str | os.PathLike | nn.Module, dtype=None, quantizati
         raise BackboneLoadError(f"cannot load LLM from '{name_or_path}': {_first_line(error)}") from error
 
 
-_VISION_ONLY = {"clip": "CLIPVisionModel", "siglip": "SiglipVisionModel"}
+_VISION_ONLY = {"clip": "CLIPVisionModel", "siglip": "SiglipVisionModel", "siglip2": "Siglip2VisionModel"}
 
 
 def load_vision_tower(name_or_path: str | os.PathLike | nn.Module, dtype=None, **kwargs) -> nn.Module:

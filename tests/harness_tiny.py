@@ -59,6 +59,15 @@ def _parquet(rows: list[dict], path: Path) -> Path:
     return path
 
 
+def with_template(adapter: Path, out: Path, template: str) -> Path:
+    """A copy of `adapter` that records `template` as its prompt template (as training records it)."""
+    from ademvl.model import VLModel
+    from ademvl.prompting import PromptSpec
+
+    VLModel.from_adapter(adapter, prompt=PromptSpec(template=template)).save_adapter(out)
+    return out
+
+
 def lmms_eval_task_dir() -> Path:
     import lmms_eval
 

@@ -158,8 +158,13 @@ def official_adapters(args: argparse.Namespace, dim: int = DIM, width: int = 32,
     return out
 
 
-def write_official_checkpoint(path: Path, adapters: dict, args: argparse.Namespace, ddp: bool = True) -> Path:
-    """`util/misc.py save_model`'s file: model (DDP names), optimizer, epoch, scaler, args."""
+def write_official_checkpoint(path: Path, adapters: dict, args: argparse.Namespace, ddp: bool = True,
+                              model_only: bool = False) -> Path:
+    """`util/misc.py save_model`'s file: model (DDP names), optimizer, epoch, scaler, args.
+    `model_only`: `{'model': ...}` alone, all the official evaluation scripts read."""
+    if model_only:
+        torch.save({"model": {("module." if ddp else "") + k: v for k, v in adapters.items()}}, path)
+        return path
     params = [torch.nn.Parameter(t.clone()) for t in adapters.values()]
     optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay)
     sum(p.sum() for p in params).backward()

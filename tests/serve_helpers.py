@@ -15,10 +15,11 @@ def running_server(*argv: str):
     return serve("--device", "cpu", *argv, threads=1)
 
 
-def post(url: str, body: bytes | dict, timeout: float = 60.0) -> tuple[int, dict]:
+def post(url: str, body: bytes | dict, timeout: float = 60.0,
+         content_type: str = "application/json") -> tuple[int, dict]:
     """POST raw bytes or a JSON object; (status, parsed JSON body) whatever the status."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())

@@ -18,7 +18,7 @@ def logits(model):
 def test_round_trip_gives_identical_logits(tmp_path):
     trained = tiny_model("llama", seed=0)
     trained.save_adapter(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME, "config.json", "processor_config.json"])
     fresh = VLModel.from_backbones(tiny_llm("llama", 0), tiny_vision("clip", 1), scales=(16, 4)).eval()
     assert not torch.equal(logits(fresh), logits(trained))
     fresh.load_adapter(tmp_path)
@@ -103,7 +103,7 @@ def test_interrupted_save_keeps_the_previous_adapter(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         model.save_adapter(tmp_path)
     assert (tmp_path / WEIGHTS_NAME).read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]  # no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME, "config.json", "processor_config.json"])  # no temp files left
     json.loads((tmp_path / CONFIG_NAME).read_text())
 
 

@@ -1,9 +1,11 @@
 """The lmms-eval adapter against the real lmms-eval (0.7.3 from PyPI): its CLI finds `--model ademvl`
-through the installed entry point and prints its table; predictions equal `AdemVLChat.answer`;
+through the installed entry point and prints its table with the metric names; predictions equal
+`AdemVLChat.answer` with the template the adapter records (or `prompt_template`, when given);
 2 processes (torchrun, gloo) give what 1 process gives; batch sizes (1, 2, auto) give the same
-answers; log-likelihood requests built by lmms-eval's own task code score as `AdemVLChat` does;
-bad options stop the CLI with one line and a non-zero exit."""
+answers; a multiple-choice task runs through the CLI with the log-likelihoods of `AdemVLChat` and
+lmms-eval's own accuracy of them; bad options stop the CLI with one line and a non-zero exit."""
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -16,20 +18,36 @@ pytest.importorskip("lmms_eval", reason="lmms-eval is not installed (scripts/set
 
 from ademvl.integrations import INSTRUCT_TEMPLATE, AdemVLChat  # noqa: E402
 from ademvl.integrations.lmms_eval_model import _stop_at  # noqa: E402
-from harness_tiny import MC_DOCS, MME_DOCS, _image, lmms_eval_command, make_tasks, offline_env  # noqa: E402
+from harness_tiny import (MC_DOCS, MME_DOCS, _image, lmms_eval_command, make_tasks, offline_env,  # noqa: E402
+                          with_template)
 from tiny_eval import make_checkpoint  # noqa: E402
 
 MME_MAX_NEW_TOKENS = 16  # lmms-eval's mme.yaml
 MME_POST_PROMPT = "\nAnswer the question using a single word or phrase."
+ADAPTER_TEMPLATE = "Q: {prompt}\nA:"  # what the adapter records: neither INSTRUCT_TEMPLATE nor the bare prompt
+RESULTS_HEADER = ["Tasks", "Filter", "n-shot", "Metric", "", "Value", "", "Stderr"]  # lmms-eval's make_table
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("lmms")
-    adapter = make_checkpoint(root)
+    adapter = with_template(make_checkpoint(root), root / "adapter_q", ADAPTER_TEMPLATE)
     tasks = make_tasks(root)
-    chat = AdemVLChat.from_checkpoint(adapter, device="cpu", prompt_template=INSTRUCT_TEMPLATE)
-    return SimpleNamespace(root=root, adapter=adapter, tasks=tasks, chat=chat, env=offline_env(root))
+    chat = AdemVLChat.from_checkpoint(adapter, device="cpu")  # the adapter's own template
+    assert chat.prompt_template == ADAPTER_TEMPLATE
+    instruct = AdemVLChat.from_checkpoint(adapter, device="cpu", prompt_template=INSTRUCT_TEMPLATE)
+    return SimpleNamespace(root=root, adapter=adapter, tasks=tasks, chat=chat, instruct=instruct,
+                           env=offline_env(root))
+
+
+def results_header(stdout: str) -> list[str]:
+    """The column names of the first table lmms-eval prints (its results)."""
+    line = next(line for line in stdout.splitlines() if line.startswith("|"))
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def prompt_line(template: str, source: str) -> str:
+    return f"ademvl: prompt template {template!r} ({source}), layout plain"
 
 
 def free_port() -> int:
@@ -64,6 +82,23 @@ def expected_mme(files, doc_ids) -> dict:
     return out
 
 
+def test_installed_versions_meet_the_harness_extra():
+    """What `pip install 'ademvl[harness]'` allows is what runs here: lmms-eval 0.7.3 imports
+    `filelock._api`, which filelock 4.3 removed, so the extra keeps filelock below 4.3."""
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    harness = {req.name: req for req in map(Requirement, pyproject["project"]["optional-dependencies"]["harness"])}
+    assert not harness["filelock"].specifier.contains("4.3.0")
+    for name, req in harness.items():
+        assert req.specifier.contains(version(name), prereleases=True), f"{name} {version(name)} is outside {req}"
+    import filelock._api  # noqa: F401  (what lmms-eval's evaluator imports)
+
+
 def test_entry_point_registers_both_interfaces():
     from importlib.metadata import entry_points
 
@@ -80,6 +115,10 @@ def test_entry_point_registers_both_interfaces():
 def test_cli_runs_a_local_mme_task_and_prints_its_table(files):
     proc, predictions = run_mme(files, "one", "--limit", "2")
     assert "|mme_local|" in proc.stdout and "mme_perception_score" in proc.stdout
+    assert results_header(proc.stdout)[:len(RESULTS_HEADER)] == RESULTS_HEADER  # not A | B | C ...
+    # without prompt_template: the adapter's own template, said in one line
+    assert [line for line in proc.stderr.splitlines() if line.startswith("ademvl: ")] == \
+        [prompt_line(ADAPTER_TEMPLATE, "the adapter's own")]
     assert predictions == expected_mme(files, [0, 1])
     assert all(predictions.values())
     results = json.loads(next((files.root / "one").glob("*_results.json")).read_text())
@@ -140,7 +179,11 @@ def test_loglikelihood_requests_built_by_lmms_eval(files):
     lm.task_dict["mc_local"] = task.dataset
     task.build_all_requests(limit=None, rank=0, world_size=1)
     instances = task.instances
-    results = lm.loglikelihood(instances)
+    from lmms_eval.api.instance import GenerationResult
+
+    wrapped = lm.loglikelihood(instances)  # wrapped so that lmms-eval's evaluator passes the pair on as it is
+    assert all(isinstance(result, GenerationResult) for result in wrapped)
+    results = [result.text for result in wrapped]
     assert len(results) == sum(len(d["choices"]) for d in MC_DOCS)
     for instance, (nll, greedy) in zip(instances, results):
         doc = MC_DOCS[instance.doc_id]
@@ -156,9 +199,49 @@ def test_loglikelihood_requests_built_by_lmms_eval(files):
     # acc_mutual_info's unconditional requests: ("", continuation), no image, no template
     unconditional = Instance(request_type="loglikelihood", arguments=("", " red"), idx=0,
                              metadata={"task": "mc_local", "doc_id": 0, "repeats": 1})
-    assert lm.loglikelihood([unconditional]) == \
+    assert [result.text for result in lm.loglikelihood([unconditional])] == \
         [(-files.chat.loglikelihood(None, "", " red", template=False)[0],
           files.chat.loglikelihood(None, "", " red", template=False)[1])]
+
+
+@pytest.mark.parametrize("from_model_args", [False, True], ids=["adapter-template", "model-args-template"])
+def test_cli_runs_a_multiple_choice_task(files, from_model_args):
+    """`output_type: multiple_choice` through `python -m lmms_eval --force_simple`: each choice's logged
+    value is `-AdemVLChat.loglikelihood` (the adapter's template, or `prompt_template` when given), and
+    lmms-eval's accuracy is that of the most likely choice."""
+    chat, other = (files.instruct, files.chat) if from_model_args else (files.chat, files.instruct)
+    model_args = f"checkpoint={files.adapter},device=cpu"
+    if from_model_args:
+        model_args += ",prompt_template=" + INSTRUCT_TEMPLATE.replace("\n", "\\n")
+    out = files.root / f"mc-{from_model_args}"
+    proc = subprocess.run(lmms_eval_command("--model", "ademvl", "--model_args", model_args, "--tasks", "mc_local",
+                                            "--include_path", str(files.tasks), "--force_simple", "--log_samples",
+                                            "--output_path", str(out)),
+                          env=files.env, capture_output=True, text=True, timeout=300, cwd=files.root)
+    log = proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, log  # lmms-eval exits 0 on errors
+    source = "from --model_args prompt_template" if from_model_args else "the adapter's own"
+    assert prompt_line(chat.prompt_template, source) in proc.stderr.splitlines()
+    rows = {row["doc_id"]: row for row in map(json.loads, next(out.glob("*samples_mc_local.jsonl")).read_text()
+                                              .splitlines())}
+    assert sorted(rows) == list(range(len(MC_DOCS)))
+    hits = []
+    for doc_id, doc in enumerate(MC_DOCS):
+        context = f"Question: {doc['question']}\nAnswer:"  # mc_utils.doc_to_text
+        expected = [chat.loglikelihood(_image(doc["colour"]), context, " " + c) for c in doc["choices"]]
+        logged = [(-float(nll), greedy) for nll, greedy in rows[doc_id]["filtered_resps"]]
+        assert [logprob for logprob, _ in logged] == pytest.approx([lp for lp, _ in expected], abs=1e-4)
+        assert [greedy for _, greedy in logged] == [str(greedy) for _, greedy in expected]
+        elsewhere = [other.loglikelihood(_image(doc["colour"]), context, " " + c)[0] for c in doc["choices"]]
+        assert [logprob for logprob, _ in logged] != pytest.approx(elsewhere, abs=1e-4)  # the template matters
+        best = max(range(len(expected)), key=lambda i: expected[i][0])
+        hits.append(float(best == doc["answer"]))
+        assert rows[doc_id]["acc"] == hits[-1]
+    results = json.loads(next(out.glob("*_results.json")).read_text())["results"]["mc_local"]
+    assert results["acc,none"] == pytest.approx(sum(hits) / len(hits))
+    assert results_header(proc.stdout)[:len(RESULTS_HEADER)] == RESULTS_HEADER
+    assert re.search(r"^\|mc_local\|none *\| *0\|acc *\|", proc.stdout, re.M)
+    assert re.search(r"^\|mc_local\|none *\| *0\|acc_norm\|", proc.stdout, re.M)
 
 
 @pytest.mark.parametrize("model_args, extra, message", [

@@ -1,5 +1,6 @@
 """Adapters by Hub id, through huggingface_hub's own cache (offline here: a cache laid out as the
-Hub client lays it out), and uploads that carry only the adapter."""
+Hub client lays it out), and uploads that carry only the adapter; what an upload holds loads through
+transformers' Auto classes and pipeline by its repo id."""
 import os
 
 import pytest
@@ -70,7 +71,9 @@ def test_unknown_hub_id_offline_is_one_line(offline_cache):
 def test_upload_stages_only_the_adapter(tmp_path):
     model = tiny_model("llama")
     staged = stage_adapter(model, tmp_path / "staged")
-    assert sorted(p.name for p in staged.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME, "README.md"])
+    assert sorted(p.name for p in staged.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME, "README.md", "config.json",
+                                                               "processor_config.json"])
+    assert "pipeline(\"image-text-to-text\", model=\"<this repo>\")" in (staged / "README.md").read_text()
     size = sum(p.stat().st_size for p in staged.iterdir())
     trainable = sum(p.numel() * 4 for p in model.trainable_parameters().values())
     assert size < trainable + 64 * 1024  # the trainable weights and a little text, no backbone
@@ -94,3 +97,27 @@ def test_quantized_loading_works_from_an_adapter_directory(tmp_path):
     for loaded in (model, eight):  # the adapter's own weights load exactly, in fp32
         for name, p in saved.trainable_parameters().items():
             assert torch.equal(loaded.trainable_parameters()[name], p.detach()), name
+
+
+def test_an_uploaded_adapter_loads_by_repo_id_through_the_auto_classes(tmp_path, offline_cache):
+    """What `push_adapter_to_hub` uploads (`stage_adapter`), in the Hub client's cache layout: transformers'
+    Auto classes and pipeline take the repo id, read the backbones the adapter records, and answer as
+    `VLModel.from_adapter` does."""
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor, pipeline
+
+    from ademvl.processing import VLProcessor
+    from tiny_adapter import save_tiny_adapter
+
+    adapter = save_tiny_adapter(tmp_path)
+    reference = VLModel.from_adapter(adapter)
+    repo = hub_cache_with(stage_adapter(reference, tmp_path / "staged"), offline_cache, repo="someone/auto-ademvl")
+
+    model = AutoModelForImageTextToText.from_pretrained(repo)
+    processor = AutoProcessor.from_pretrained(repo)
+    assert type(model) is VLModel and isinstance(processor, VLProcessor)
+    inputs = processor(images=[Image.new("RGB", (32, 32), (0, 90, 200))], text=["what colour is the shape?"])
+    with torch.no_grad():
+        assert (model(**inputs).logits - reference(**inputs).logits).abs().max().item() <= 1e-6
+    pipe = pipeline("image-text-to-text", model=repo)
+    assert type(pipe.model) is VLModel and isinstance(pipe.processor, VLProcessor)

@@ -1,5 +1,4 @@
 """The official behaviour is decided in one place: `ademvl.official` (task, image processor) and `PromptSpec`."""
-from types import SimpleNamespace
 
 import pytest
 
@@ -20,8 +19,11 @@ def test_choose_task_keeps_switches_or_picks_the_datasets_task():
 
 
 def test_image_processor_for_a_prompt_spec():
-    default = object()
-    vision = SimpleNamespace(config=SimpleNamespace(image_size=32))
+    from ademvl.vision import VisionTower
+    from tiny import tiny_image_processor, tiny_vision
+
+    default = tiny_image_processor(32)
+    vision = VisionTower(tiny_vision())  # 32 px
     assert image_processor_for(PromptSpec(), default, vision) is default
     official = image_processor_for(PromptSpec(official="caption"), None, vision)
     assert official.to_dict() == official_image_processor("caption", 32).to_dict()

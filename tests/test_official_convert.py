@@ -20,7 +20,8 @@ from ademvl.cli import main
 from ademvl.data.example import VLExample
 from ademvl.evaluation import load_for_eval
 from ademvl.evaluation.generation import GenerationCollator
-from ademvl.official.convert import convert_official
+from ademvl.official.convert import convert_official, resolve_official_args
+from ademvl.official.pth import OfficialCheckpointError
 
 PROMPTS = [
     "Context: N/A\nQuestion: Which is a mammal?\nOptions: (A) cat (B) fish (C) frog\nResponse:The answer is",
@@ -158,16 +159,75 @@ def test_a_pickle_that_would_run_code_is_refused(world, tmp_path, capsys):
     assert not marker.exists() and not out.exists()
 
 
-def test_args_without_settings_and_unknown_dataset_are_named(world, tmp_path, capsys):
-    args = official_args(dataset="vqa")
-    del args.drop_ratio
-    checkpoint = write_official_checkpoint(tmp_path / "c.pth", official_adapters(official_args()), args)
-    code, err, out = _convert_cli(tmp_path, world, checkpoint, capsys)
-    assert code != 0 and "lack drop_ratio" in err and not out.exists()
+def test_unknown_dataset_is_named(world, tmp_path, capsys):
     args = official_args(dataset="vqa")
     checkpoint = write_official_checkpoint(tmp_path / "d.pth", official_adapters(args), args)
     code, err, out = _convert_cli(tmp_path, world, checkpoint, capsys)
-    assert code != 0 and "--task" in err and not out.exists()
+    assert code == 2 and "--task" in err and len(err.splitlines()) == 1 and not out.exists()
+
+
+def _convert_with(world, checkpoint, out, *options):
+    return main(["convert", "official", str(checkpoint), "--llm", str(world["llm_dir"]),
+                 "--vision", str(world["vision_dir"]), "--output", str(out), *options])
+
+
+def test_a_model_only_checkpoint_converts_with_settings_from_the_command_line(world, tmp_path, capsys):
+    """The released files may hold `{'model': ...}` alone (the official eval scripts read nothing
+    else): the settings come from the command line and the official evaluation defaults, and the
+    converted model is the one the same weights give with their args."""
+    args = official_args(down_sample_num=[16], alpha=0.3, beta=0.05, drop_ratio=0.25, no_cls=True)
+    adapters = official_adapters(args)
+    with_args = convert_official(write_official_checkpoint(tmp_path / "full.pth", adapters, args),
+                                 world["llm_dir"], world["vision_dir"], tmp_path / "from-args")
+    bare = write_official_checkpoint(tmp_path / "bare.pth", adapters, args, model_only=True)
+    code = _convert_with(world, bare, tmp_path / "from-cli", "--task", "scienceqa", "--scales", "16",
+                         "--alpha", "0.3", "--beta", "0.05", "--drop-ratio", "0.25", "--no-cls")
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert ("settings: alpha 0.3, beta 0.05, drop_ratio 0.25, down_sample_num [16], no_cls True (command line); "
+            "adapter_dim 12, hidden_proj 128 (official evaluation defaults)") in printed.out.splitlines()
+    settings = read_adapter_config(tmp_path / "from-cli")["method_config"]
+    assert (settings["alpha"], settings["beta"], settings["gamma"], settings["scales"]) == (0.3, 0.05, 0.25, [16])
+    assert settings["use_cls"] is False and settings["adapter_dim"] == 12 and settings["projector_hidden"] == 128
+    rows = [(PROMPTS[0], world["images"][0]), (PROMPTS[1], None)]
+    ours, _ = _library_logits(tmp_path / "from-cli", rows)
+    theirs, _ = _library_logits(with_args, rows)
+    assert torch.equal(ours, theirs)
+    reference, real, _ = _reference_logits(world, args, adapters, rows)  # and both are the official forward
+    assert (ours[real] - reference[real]).abs().max() <= 1e-4
+
+
+def test_the_command_line_overrides_the_checkpoint_args(world, tmp_path, capsys):
+    args = official_args(alpha=0.1)
+    checkpoint = write_official_checkpoint(tmp_path / "c.pth", official_adapters(args), args)
+    code = _convert_with(world, checkpoint, tmp_path / "adapter", "--alpha", "0.7")
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "alpha 0.7 (command line); beta 0.01, drop_ratio 0.1, down_sample_num [16, 4], adapter_dim 12, " \
+           "hidden_proj 128, no_cls False (checkpoint args)" in printed.out
+    assert read_adapter_config(tmp_path / "adapter")["method_config"]["alpha"] == 0.7
+
+
+def test_settings_missing_everywhere_are_named_in_one_line(world, tmp_path, capsys):
+    """The official defaults fill what the file lacks; the wrong ones are caught by the shapes, unwritten."""
+    args = official_args()
+    del args.drop_ratio
+    checkpoint = write_official_checkpoint(tmp_path / "c.pth", official_adapters(official_args()), args)
+    code = _convert_with(world, checkpoint, tmp_path / "filled")
+    assert code == 0 and "drop_ratio 0.1 (official evaluation defaults)" in capsys.readouterr().out
+    bare = write_official_checkpoint(tmp_path / "bare.pth", official_adapters(args), args, model_only=True)
+    code, err, out = _convert_cli(tmp_path, world, bare, capsys)  # no --task, no --scales
+    assert code == 2 and "pass --task" in err and len(err.splitlines()) == 1 and not out.exists()
+    code = _convert_with(world, bare, out, "--task", "scienceqa")  # the defaults' 256 + 64 prompt tokens
+    printed = capsys.readouterr()
+    assert "down_sample_num [256, 64]" in printed.out.split("(command line)")[0]
+    assert code == 2 and "scale 256 must be a square number" in printed.err and not out.exists()
+    code = _convert_with(world, bare, out, "--task", "scienceqa", "--scales", "4")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "wrong shape: adapter_emb1 (1, 20, 64) (expected (1, 4, 64))" in err
+    assert len(err.splitlines()) == 1 and not out.exists()
+    with pytest.raises(OfficialCheckpointError, match=r"no value for drop_ratio: .*\(--drop-ratio\)$"):
+        resolve_official_args({k: v for k, v in vars(args).items()}, defaults={})
 
 
 def test_the_adapter_records_the_task_and_caption_statistics(world, tmp_path):

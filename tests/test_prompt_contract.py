@@ -1,6 +1,8 @@
 """The prompt contract (`ademvl.prompting`): a model records its `PromptSpec` at construction, and one
-conversation gives token-identical prompts through every caller that lays conversations out."""
+conversation gives token-identical prompts through every caller that lays conversations out
+(transformers' `apply_chat_template` with the processor's chat template among them)."""
 import base64
+import copy
 import io
 from types import SimpleNamespace
 
@@ -78,12 +80,52 @@ def test_one_conversation_is_one_prompt_through_every_caller(setup, with_image):
     assert inputs["input_ids"][0].tolist() == via_chat
     assert torch.equal(inputs["image_slot"], collator([chat._example(image, TURNS)])["image_slot"])
 
+    # the processor's chat template (transformers' apply_chat_template, as pipeline calls it)
+    processor = VLProcessor.for_model(model, tok, proc)
+    hf_messages = hf_conversation(with_image)
+    assert processor.apply_chat_template(hf_messages) == f"{tok.bos_token}Image: {'<image>' if with_image else 'N/A'}\n{EXPECTED}"
+    rendered = processor.apply_chat_template(hf_messages, tokenize=True, return_dict=True)
+    assert rendered["input_ids"][0].tolist() == via_chat
+    assert torch.equal(rendered["image_slot"], inputs["image_slot"])
+
     # the harness adapters: VLMEvalKit's messages and lmms-eval's chat messages become the same turns
     vlmeval = [{"role": role, "content": [{"type": "text", "value": text}]} for role, text in TURNS]
     turns, _ = messages_to_turns(vlmeval)
     lmms = [SimpleNamespace(role=role, content=[SimpleNamespace(type="text", text=text)]) for role, text in TURNS]
     for harness_turns in (turns, chat_messages_to_turns(lmms)):
         assert ids_of(collator, chat._example(image, harness_turns)) == via_chat
+
+
+def hf_conversation(with_image: bool) -> list[dict]:
+    """TURNS as Hugging Face chat messages (the image, if any, with the first question)."""
+    image = [{"type": "image", "image": Image.new("RGB", (8, 8), (255, 0, 0))}] if with_image else []
+    messages = []
+    for n, (role, text) in enumerate(TURNS):
+        content = [*image, {"type": "text", "text": text}] if n == 1 else [{"type": "text", "text": text}]
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+@pytest.mark.parametrize("layout", ["plain", "chat"])
+@pytest.mark.parametrize("with_image", [False, True])
+def test_apply_chat_template_gives_the_prompt_builders_tokens(setup, layout, with_image):
+    """`processor.apply_chat_template` renders the layout the model was trained in (the LLM's own chat
+    template for "chat") and gives exactly `encode_for_model`'s tokens for the same conversation."""
+    from tiny_adapter import CHAT_TEMPLATE
+
+    tok = copy.deepcopy(setup.tok)
+    tok.chat_template = CHAT_TEMPLATE
+    model = VLModel.from_adapter(setup.adapter, prompt=PromptSpec(template=TEMPLATE, layout=layout))
+    processor = VLProcessor.for_model(model, tok, setup.proc)
+    expected = encode_for_model(model, tok, EXPECTED, None, with_image)
+    rendered = processor.apply_chat_template(hf_conversation(with_image), tokenize=True, return_dict=True)
+    assert rendered["input_ids"][0].tolist() == expected.input_ids
+    assert rendered["image_slot"].tolist() == [expected.image_slot]
+    assert rendered["has_image"].tolist() == [int(with_image)] and ("pixel_values" in rendered) == with_image
+    text = processor.apply_chat_template(hf_conversation(with_image))
+    if layout == "chat":  # the LLM's template around one user turn, the generation prompt after it
+        head = "Image: <image>" if with_image else "Image: N/A"
+        assert text == f"<s>user\n{head}\n{EXPECTED}</s>\n<s>assistant\n"
 
 
 def test_the_prompt_spec_is_recorded_at_construction_and_saved(setup, tmp_path):

@@ -197,7 +197,8 @@ def test_bad_input_gets_a_4xx_naming_the_problem_and_the_server_keeps_serving(se
     error_of(post(endpoint, {"model": "run", "messages": [{"role": "user", "content": "word " * 200}]}), 400,
              "messages", "context is 128 tokens")
     error_of(post(endpoint, {**good, "temperature": 5}), 400, "temperature", "less than or equal to 2")
-    error_of(post(endpoint, {**good, "n": 3}), 400, "n")
+    error_of(post(endpoint, {**good, "n": 17}), 400, "n")
+    error_of(post(endpoint, {**good, "n": 9}), 400, "n", "at most 8 choices", "--max-batch")
     error_of(post(endpoint, {"model": "run", "messages": []}), 400, "messages")
     error_of(post(endpoint, {"model": "run", "messages": [{"role": "tool", "content": "x"}]}), 400,
              "messages.0.role")

@@ -3,6 +3,7 @@ import base64
 import io
 
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'ademvl[serve]'")
@@ -86,7 +87,8 @@ def feed(row: Row, tokenizer, text: str) -> list[str]:
 
 def make_row(tokenizer, max_tokens=50, stop=()):
     deltas = []
-    row = Row(tokenizer, max_tokens, list(stop), tokenizer.eos_token_id, emit=deltas.append)
+    row = Row(tokenizer, max_tokens, list(stop), tokenizer.eos_token_id,
+              emit=lambda text, entries: deltas.append(text))
     row.deltas = deltas
     return row
 
@@ -231,3 +233,80 @@ def test_a_public_address_without_an_api_key_warns_in_one_line(tmp_path, capsys,
     assert "warning" not in capsys.readouterr().err
     assert main(["serve", "--checkpoint", str(adapter), "--port", "0", "--device", "cpu"]) == 0
     assert "warning" not in capsys.readouterr().err  # 127.0.0.1, the default
+
+
+def test_openai_penalties_subtract_counts_and_presence():
+    from ademvl.serve.sampling import OpenAIPenalties
+
+    scores = torch.zeros(1, 5)
+    out = OpenAIPenalties(presence=0.5, frequency=0.25)(scores, [1, 3, 3, 3])
+    assert out.tolist() == [[0.0, -0.75, 0.0, -1.25, 0.0]]
+    assert OpenAIPenalties(0.5, 0.25)(scores, []) is scores  # nothing generated yet: nothing to penalise
+
+
+def test_a_seeded_sampler_repeats_itself_and_leaves_the_global_rng_alone():
+    from ademvl.serve.sampling import RowSampler, SamplingParams, request_generator
+
+    tok = tiny_tokenizer()
+    scores = torch.randn(1, len(tok))
+    ids = torch.zeros(1, 1, dtype=torch.long)
+    params = SamplingParams(temperature=1.0, seed=7, logprobs=True, top_logprobs=2)
+
+    def picks(seed):
+        sampler = RowSampler(SamplingParams(**{**params.__dict__, "seed": seed}), request_generator(seed), tok)
+        return [sampler.pick(ids, scores) for _ in range(20)], sampler
+
+    state = torch.get_rng_state()
+    first, sampler = picks(7)
+    assert torch.equal(torch.get_rng_state(), state)  # the request's own generator, not torch's
+    assert picks(7)[0] == first and picks(8)[0] != first
+    entry = sampler.take_entry()
+    logprobs = torch.log_softmax(scores[0], -1)
+    assert entry["logprob"] == pytest.approx(float(logprobs[first[-1]]), abs=1e-6)
+    assert [t["logprob"] for t in entry["top_logprobs"]] == pytest.approx(logprobs.topk(2).values.tolist(), abs=1e-6)
+    assert sampler.take_entry() is None  # taken once
+
+
+def test_row_streams_logprob_entries_that_add_up_to_the_answers():
+    tok = tiny_tokenizer()
+    sent = []
+    row = Row(tok, 50, ["is A"], tok.eos_token_id, emit=lambda text, entries: sent.append((text, entries)))
+    ids = tok(" The answer is A. Context", add_special_tokens=False)["input_ids"]
+    for k, token in enumerate(ids):
+        if row.step(token, {"token": tok.decode([token]), "k": k}):
+            break
+    row.finish("length")
+    assert row.content == "The answer" and "".join(text for text, _ in sent) == "The answer"
+    streamed = [entry for _, entries in sent for entry in entries]
+    assert streamed == row.logprobs  # a token that starts before the stop string is kept, later ones dropped
+    kept = "".join(e["token"] for e in row.logprobs)
+    assert kept.startswith(" The answer") and "A" not in kept and len(row.logprobs) < row.completion_tokens
+
+
+def test_refused_and_unknown_parameters_are_named():
+    from ademvl.serve.schema import ChatRequest, CompletionRequest
+
+    base = {"model": "m", "messages": [{"role": "user", "content": "q"}]}
+    assert ChatRequest(**base).refused_parameters() == []
+    assert [name for name, _ in ChatRequest(**base, tool_choice="auto", tools=[{}], top_k=3).refused_parameters()] \
+        == ["tools", "tool_choice", "top_k"]
+    assert ChatRequest(**base, stream_options={"include_usage": True}).refused_parameters()[0][0] == "stream_options"
+    assert CompletionRequest(model="m", prompt="p", best_of=1, suffix="").refused_parameters() == []
+    assert CompletionRequest(model="m", prompt="p", best_of=2).refused_parameters()[0][0] == "best_of"
+
+
+def test_a_participant_name_is_refused_not_dropped():
+    with pytest.raises(RequestError, match="messages.0.name: this model's prompt layout has no place") as caught:
+        conversation_prompt(messages({"role": "user", "content": "q", "name": "ann"}), TEMPLATE)
+    assert caught.value.param == "messages.0.name"
+
+
+def test_token_bytes_join_into_characters_split_over_tokens():
+    from ademvl.serve.sampling import token_text
+
+    tok = tiny_tokenizer()
+    text = "naïve €5 ✓"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    pieces = [token_text(tok, i) for i in ids]
+    assert any("\ufffd" in piece for piece, _ in pieces)  # some character is split over tokens
+    assert bytes(b for _, raw in pieces for b in raw).decode("utf-8") == text

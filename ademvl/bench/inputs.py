@@ -14,7 +14,7 @@ def extra_tokens(model) -> int:
 
 
 def image_size_of(model) -> int:
-    return int(model.vision.config.image_size)
+    return int(model.vision.image_size)
 
 
 def synthetic_batch(model, batch_size: int, text_len: int, device="cpu", seed: int = 0) -> dict:

@@ -6,7 +6,7 @@ error bars). Finished runs are reused and interrupted ones resumed, so the same 
 a run directory copied to OUTPUT-DIR/runs/VARIANT/nSIZE/seedSEED (a demo's, another machine's) counts
 as that run where its settings are the same.
 
-Variants: the groups methods, ablations, all, or names (see --variants)."""
+Variants: the groups methods, ablations, all, table7, table8, table9, or names (see --variants)."""
 from __future__ import annotations
 
 from ..compare import CompareConfig, run_compare
@@ -23,7 +23,9 @@ def add_arguments(parser) -> None:
     c = CompareConfig()
     parser.add_argument("--variants", default="methods",
                         help="comma-separated variants or groups: methods (the five methods), ablations (ADEM-VL "
-                             "and its Table VI ablations), all; names: " + ", ".join(VARIANTS))
+                             "and its Table VI ablations), all (both), table7, table8, table9 (the paper's design "
+                             "space: where the cross-attention reads and adds, the projection φ, the prompt's "
+                             "pooling and sizes); names: " + ", ".join(VARIANTS))
     parser.add_argument("--train-questions", type=int_list(positive_int), default=",".join(map(str, SIZES)),
                         help="training sizes (questions), comma-separated: one point of each curve per size")
     parser.add_argument("--seeds", type=int_list(seed), default=",".join(map(str, c.seeds)),

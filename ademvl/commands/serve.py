@@ -1,12 +1,15 @@
 """Serve a saved adapter over HTTP: OpenAI's chat-completions API and a web chat page.
 
     ademvl demo                   # tunes runs/demo/ademvl/adapter (offline)
-    ademvl serve                  # http://127.0.0.1:8000/ (page), /v1/chat/completions, /v1/models
+    ademvl serve                  # http://127.0.0.1:8000/ (page), /v1/chat/completions, /v1/completions,
+                                  # /v1/models, /metrics (Prometheus)
 
 The model is loaded once; one worker thread runs it, and concurrent requests
 are batched (up to --max-batch rows per generate call). Questions are wrapped in
 the adapter's training template; images come as base64 data: URLs. Needs the
-`serve` extra: pip install 'ademvl[serve]'.
+`serve` extra: pip install 'ademvl[serve]'. OpenAI's parameters are served as OpenAI
+defines them (sampling, seed, n, penalties, logit_bias, logprobs, JSON response
+formats) or refused with a 400 naming them (tools, audio, ...).
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes
+from ..demo.run import llm_name
 from .stats import CONTRADICTING, METRICS, REPORTED, YES_NO_BALANCED, metric, regime, test_error
 from .variants import VARIANTS
 
@@ -113,6 +114,18 @@ def cost_table(rows: list[dict], variants: list[str]) -> str:
                    "eval s / 1k test questions", "highest load avg"], lines)
 
 
+def paper_table(points: list[dict], variants: list[str], sizes: list[int]) -> str | None:
+    """The paper's average beside the measured overall accuracy (largest training size) for the variants that
+    carry one; None when none does."""
+    known = [v for v in variants if v in VARIANTS and VARIANTS[v].paper is not None]
+    if not known or not sizes:
+        return None
+    cell = {(p["variant"], p["size"]): _pm(p["overall"]) for p in points}
+    lines = [[v, VARIANTS[v].paper_row, f"{VARIANTS[v].paper:.2f}", cell.get((v, sizes[-1]), "–")] for v in known]
+    return _table(["variant", "paper's row", "paper: ScienceQA avg (LLaMA-7B)",
+                   f"here: easy-VQA overall at {sizes[-1]:,}"], lines)
+
+
 def separation_table(table: list[dict], reference: str) -> str:
     lines = []
     for row in table:
@@ -135,7 +148,7 @@ def markdown(result: dict) -> str:
     shares = ", ".join(f"{q} {w:g}" for q, w in c["question_weights"].items())
     typical = sum(r["overall"] for r in rows) / len(rows) if rows else 0.0
     parts = [
-        f"Frozen SmolLM2-135M-Instruct and easy-VQA CLIP tower; recipe `easyvqa-demo`, {c['epochs']} epoch(s)"
+        f"Frozen {llm_name(c.get('llm'))} and easy-VQA CLIP tower; recipe `easyvqa-demo`, {c['epochs']} epoch(s)"
         + (f" or as many as {c['min_steps']} optimizer steps take" if c.get("min_steps") else "") + ", "
         f"batch {c['batch_size']}, lr {c['lr']:g}; training questions drawn per size and seed "
         f"(question-type shares {shares}"
@@ -167,6 +180,11 @@ def markdown(result: dict) -> str:
                      + "\n\nOf the yes/no answers written as a rationale (\"triangle, so no\"), the % whose verdict is "
                        "not the one the named attribute implies: the comparison failed, whatever the image shows "
                        "(0 for a model that compares what it names; – for runs recorded before the count).")
+    beside = paper_table(points, variants, sizes)
+    if beside:
+        parts.append("#### Beside the paper\n\n" + beside
+                     + "\n\nThe paper's numbers are ScienceQA test averages with LLaMA-7B (Tables I, VI–X); "
+                       "another task, LLM and tower, so only the order of the rows compares.")
     parts.append("#### Cost\n\n" + cost_table(rows, variants)
                  + "\n\nSeconds from runs that were neither resumed nor interrupted; the load average was read "
                    "as each run started (an idle machine reads near 0).")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..atomic import atomic_write_json, atomic_write_text
-from ..demo.run import DemoConfig, floor_row, open_pipeline
+from ..demo.run import DemoConfig, floor_row, llm_name, open_pipeline
 from ..demo.tuning import DemoError, conflict, demo_recipe, other_backbones, train_and_evaluate
 from . import report, stats
 from .variants import GROUPS, VARIANTS, groups_of
@@ -139,7 +139,8 @@ def summarise(cfg: CompareConfig, rows: list[dict], n_test: int, floor: dict | N
 def write_results(result: dict, out: Path, plots: bool = True) -> dict:
     """The curves (curves_<group>.png), then compare_results.json / .csv / .md, which name them."""
     if plots:
-        title = (f"easy-VQA, frozen SmolLM2-135M: accuracy vs training questions, mean ± std over seeds "
+        title = (f"easy-VQA, frozen {llm_name(result['config'].get('llm'))}: accuracy vs training questions, "
+                 f"mean ± std over seeds "
                  f"{', '.join(map(str, result['config']['seeds']))}; {result['test_questions']:,} test questions")
         result["plots"] = [str(report.plot_curves(result["points"], names, out / f"curves_{group}.png", title,
                                                   result["floor"]))

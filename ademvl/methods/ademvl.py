@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
-from ..fusion import adaptive_fusion, drop_index
+from ..architectures import decoder_layout
+from ..fusion import adaptive_fusion, check_feature_map, drop_index, feature_map
 from ..layers import Projector
-from ..vision import VisionTower, check_scales, multiscale_pool
+from ..vision import VisionTower, check_pooling, check_scales, multiscale_pool
 from .base import FusionMethod, VisualInputs
-from .blocks import add_vision_adapters, wrap_decoder_mlps
-from .layer_call import current_layer_call
+from .blocks import add_vision_adapters
+from .placement import BlockSite, check_points, place_sites
 
 
 @dataclass
@@ -30,25 +30,43 @@ class AdemVLSettings:
     adapter_scale: float = 0.1
     adapter_dropout: float = 0.1
     feature_layer: int = -2       # vision block whose output feeds the method (penultimate)
+    feature_map: str = "silu"     # φ of Eq. 3 on the query and on V + E1 (Table VIII): silu, none, softmax,
+                                  # relu, elu, silu_positive (see ademvl.fusion.feature_map for the axes)
+    pooling: str = "avg"          # how the multiscale prompt downsamples the patch grid (Table IX): avg, max
+    query_from: str = "mlp_in"    # where each block's query n is read (Table VII): attn_in, attn_out, mlp_in, mlp_out
+    add_to: str = "mlp_out"       # where α·F(n) joins (Table VII): attn_in, attn_out, mlp_in, mlp_out (not before
+                                  # query_from); see ademvl.methods.placement for the four points
+    add_before_post_norm: bool = False  # Gemma 2/3, OLMo 2: add at attn_out/mlp_out before the branch's post-norm
+                                        # (renormalised with it) instead of after it
 
 
-class FusedMLP(nn.Module):
-    """h + MLP(n) + α·F(n): wraps a decoder block's MLP, n being its (post-attention-normed) input;
-    K and U are those of the block call in progress."""
+class FusionSite(BlockSite):
+    """A block module wrapped at one of ADEM-VL's points (`placement`): α·F(query) with F the
+    adaptive fusion, K and U those of the block call in progress."""
 
-    def __init__(self, base_layer: nn.Module, alpha: float, gamma: float):
-        super().__init__()
-        self.base_layer = base_layer
-        self.alpha = alpha
+    def __init__(self, base_layer: nn.Module, alpha: float, gamma: float, feature_map: str = "silu",
+                 query: str | None = None, add: str | None = None):
+        super().__init__(base_layer, alpha, query, add)
         self.gamma = gamma
+        self.feature_map = feature_map
 
-    def forward(self, n: torch.Tensor) -> torch.Tensor:
-        out = self.base_layer(n)
-        call = current_layer_call()
-        if call is None or call.visual.keys is None:
-            return out
-        fused = adaptive_fusion(n, call.visual.keys, call.visual.values, self.gamma)
-        return out + self.alpha * fused.to(out.dtype)
+    @property
+    def alpha(self) -> float:
+        """α: the weight of the fused result (the site's `scale`)."""
+        return self.scale
+
+    def read(self, query: torch.Tensor, visual: VisualInputs) -> torch.Tensor:
+        return adaptive_fusion(query, visual.keys, visual.values, self.gamma, self.feature_map)
+
+
+class FusedMLP(FusionSite):
+    """h + MLP(n) + α·F(n): wraps a decoder block's MLP (a whole sparse block on MoE models), n being
+    its input. `add=None`: it only reads n, and α·F(n) joins after the block's post-feed-forward norm
+    (Gemma 2/3, OLMo 2: a `FusionSite` there)."""
+
+    def __init__(self, base_layer: nn.Module, alpha: float, gamma: float, feature_map: str = "silu",
+                 add: str | None = "output"):
+        super().__init__(base_layer, alpha, gamma, feature_map, query="input", add=add)
 
 
 class AdemVL(FusionMethod):
@@ -60,6 +78,9 @@ class AdemVL(FusionMethod):
         s = settings
         check_scales(tuple(s.scales), vision.grid)
         drop_index(s.gamma, 1)  # validates gamma's range
+        check_feature_map(s.feature_map)
+        check_pooling(s.pooling)
+        check_points(s.query_from, s.add_to)
         if not (s.fusion or s.use_cls):
             raise ValueError("ademvl with fusion=false needs use_cls=true: with neither, nothing carries the image")
         vision.block_index(s.feature_layer)
@@ -75,8 +96,15 @@ class AdemVL(FusionMethod):
         self.reset_parameters()
 
         add_vision_adapters(vision, s.adapter_dim, s.adapter_scale, s.adapter_dropout)
+        self._llm = [llm]  # a plain list: the LLM is registered by the model, not here
         if s.fusion:
-            wrap_decoder_mlps(llm, lambda mlp: FusedMLP(mlp, s.alpha, s.gamma))
+            place_sites(llm, self._fusion_site, s.query_from, s.add_to, s.add_before_post_norm)
+
+    def _fusion_site(self, module: nn.Module, attribute: str, query: str | None, add: str | None) -> nn.Module:
+        s = self.settings
+        if query == "input" and attribute == decoder_layout(self._llm[0]).mlp:
+            return FusedMLP(module, s.alpha, s.gamma, s.feature_map, add=add)
+        return FusionSite(module, s.alpha, s.gamma, s.feature_map, query=query, add=add)
 
     def reset_parameters(self) -> None:
         if self.pos_keys is not None:
@@ -104,21 +132,21 @@ class AdemVL(FusionMethod):
             hidden = tower.post_norm(features[s.feature_layer])
             cls, patches = tower.split_cls(hidden.to(param.dtype))
             if memory is not None:
-                pooled = multiscale_pool(patches, tuple(s.scales))  # pool first, then project
+                pooled = multiscale_pool(patches, tuple(s.scales), s.pooling)  # pool first, then project
                 memory = memory.index_put(rows, (s.beta * self.patch_projector(pooled)).to(memory.dtype))
             if tokens is not None:
                 tokens = tokens.index_put(rows, self.cls_projector(cls).unsqueeze(1).to(tokens.dtype))
-        keys = F.silu(memory + self.pos_keys) if s.fusion else None
+        keys = feature_map(memory + self.pos_keys, s.feature_map) if s.fusion else None
         values = memory + self.pos_values if s.fusion else None
         return VisualInputs(tokens=tokens, keys=keys, values=values, has_image=has_image.to(param.dtype))
 
 
 def without_decoder_fusion(model: nn.Module) -> nn.Module:
-    """Unwrap every `FusedMLP` in place: the visual memory is still computed, the decoder no longer
-    reads it. The FLOP counter subtracts this model from the full one to isolate the per-layer fusion
-    (the `fusion=false` ablation also drops the memory and its projector)."""
+    """Unwrap every `FusionSite` (`FusedMLP` included) in place: the visual memory is still computed,
+    the decoder no longer reads it. The FLOP counter subtracts this model from the full one to isolate
+    the per-layer fusion (the `fusion=false` ablation also drops the memory and its projector)."""
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
-            if isinstance(child, FusedMLP):
+            if isinstance(child, FusionSite):
                 setattr(module, name, child.base_layer)
     return model

@@ -6,11 +6,11 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..architectures import decoder_blocks, decoder_layout, get_attr
 from ..layers import MLPWithParallelAdapter, ParallelAdapter, Projector
 from ..vision import VisionTower
 from .base import mark_trainable
 from .layer_call import current_layer_call
+from .placement import replace_hidden_states
 
 
 class GroupedLinear(nn.Module):
@@ -99,6 +99,20 @@ class ThenAdapter(nn.Module):
         return self.adapter(self.base_layer(x))
 
 
+class BeforeAttention(nn.Module):
+    """attention(adapter(x), ...): an adapter on the attention's own input, for blocks with no norm that
+    only the attention reads (OLMo 2 has no pre-norm; Phi-1/2 share one norm with the parallel MLP)."""
+
+    def __init__(self, base_layer: nn.Module, adapter: nn.Module):
+        super().__init__()
+        self.base_layer = base_layer
+        self.adapter = adapter
+
+    def forward(self, *args, **kwargs):
+        args, kwargs = replace_hidden_states(args, kwargs, self.adapter)
+        return self.base_layer(*args, **kwargs)
+
+
 class AdapterThen(nn.Module):
     """base(adapter(z)): wraps a block's MLP, so it sees BA(norm(h)) (the 'also before the FFN' option)."""
 
@@ -107,8 +121,8 @@ class AdapterThen(nn.Module):
         self.base_layer = base_layer
         self.adapter = adapter
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.base_layer(self.adapter(z))
+    def forward(self, z: torch.Tensor, *args, **kwargs):
+        return self.base_layer(self.adapter(z), *args, **kwargs)
 
 
 class RoutedThenAdapter(nn.Module):
@@ -182,10 +196,3 @@ def add_vision_adapters(vision: VisionTower, dim: int, scale: float, dropout: fl
     for block in vision.blocks:
         adapter = ParallelAdapter(vision.hidden_size, dim, scale, dropout)
         block.mlp = MLPWithParallelAdapter(block.mlp, mark_trainable(adapter))
-
-
-def wrap_decoder_mlps(llm: nn.Module, wrap) -> None:
-    """Replace every decoder block's MLP by `wrap(mlp)` (the method's per-layer fusion)."""
-    mlp_name = decoder_layout(llm).mlp
-    for block in decoder_blocks(llm):
-        setattr(block, mlp_name, wrap(get_attr(block, mlp_name)))

@@ -11,7 +11,7 @@ from ..architectures import decoder_blocks, decoder_layout, get_attr, vision_lay
 from ..vision import VisionTower
 from .base import mark_trainable
 from .cls_input import ClsTokenInput
-from .blocks import AdapterThen, BottleneckAdapter, ThenAdapter
+from .blocks import AdapterThen, BeforeAttention, BottleneckAdapter, ThenAdapter
 
 
 @dataclass
@@ -31,12 +31,21 @@ class BottleneckSettings:
 
 def place_pre_attention(llm: nn.Module, vision: VisionTower | None, make_adapter, wrapper, before_ffn: bool,
                         llm_side: bool = True) -> None:
-    """Put `make_adapter(width, where)` after each pre-attention norm (and before each MLP if asked)."""
+    """Put `make_adapter(width, where)` after each pre-attention norm (and before each MLP if asked).
+
+    `wrapper(norm, adapter)` applies the adapter to the norm's output. A block with no norm of the
+    attention's own (OLMo 2: none; Phi-1/2: one shared with the parallel MLP) gets it on the
+    attention's input instead, so only the attention sees the adapted states."""
     if llm_side:
         layout = decoder_layout(llm)
         for i, block in enumerate(decoder_blocks(llm)):
-            norm = get_attr(block, layout.attention_norm)
-            setattr(block, layout.attention_norm, wrapper(norm, make_adapter("llm", i, "attn")))
+            adapter = make_adapter("llm", i, "attn")
+            if layout.attention_norm is None:
+                attention = get_attr(block, layout.attention)
+                setattr(block, layout.attention, BeforeAttention(attention, wrapper(nn.Identity(), adapter)))
+            else:
+                norm = get_attr(block, layout.attention_norm)
+                setattr(block, layout.attention_norm, wrapper(norm, adapter))
             if before_ffn:
                 setattr(block, layout.mlp, AdapterThen(get_attr(block, layout.mlp), make_adapter("llm", i, "mlp")))
     if vision is not None:
@@ -55,7 +64,7 @@ class Bottleneck(ClsTokenInput):
     def __init__(self, settings: BottleneckSettings, llm: nn.Module, vision: VisionTower):
         super().__init__(settings, llm, vision)
         s = settings
-        self._build_visual_input(vision, s.neck_every, s.neck_hidden, s.neck_gated, s.modality_token)
+        self._build_visual_input(vision, s.neck_every, s.neck_hidden, s.neck_gated, s.modality_token, llm)
         d, d_v = self.llm_hidden, vision.hidden_size
 
         def make_adapter(side, index, where):

@@ -14,7 +14,7 @@ class ClsTokenInput(FusionMethod):
     """Subclasses call `_build_visual_input` in their constructor and set `settings.mask_modality`."""
 
     def _build_visual_input(self, vision: VisionTower, neck_every: int, neck_hidden: int, gated: bool,
-                            modality_token: bool) -> None:
+                            modality_token: bool, llm: nn.Module | None = None) -> None:
         self.vision = [vision]  # a plain list: the tower is registered by the model, not here
         self.layers = cls_layers(vision, neck_every)
         self.neck = make_neck(vision.hidden_size, self.llm_hidden, neck_hidden, gated)

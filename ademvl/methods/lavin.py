@@ -50,7 +50,7 @@ class Lavin(ClsTokenInput):
         s = settings
         if s.temperature <= 0:
             raise ValueError(f"lavin temperature must be positive, got {s.temperature}")
-        self._build_visual_input(vision, s.neck_every, s.neck_hidden, gated=False, modality_token=True)
+        self._build_visual_input(vision, s.neck_every, s.neck_hidden, gated=False, modality_token=True, llm=llm)
         d, d_v = self.llm_hidden, vision.hidden_size
 
         def make_adapter(side, index, where):

@@ -21,7 +21,7 @@ included - is what a checkpoint recomputes.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -31,10 +31,16 @@ from .base import VisualInputs
 
 @dataclass(frozen=True)
 class LayerCall:
-    """What the wrapped parts of decoder block `index` see during one call."""
+    """What the wrapped parts of decoder block `index` see during one call.
+
+    `scratch` is this call's own: a wrapped part leaves a tensor there for a later part of the same
+    block call (ADEM-VL's query, read at one point of the block and used at a later one). Being
+    created per call, it is recreated when a checkpoint recomputes the block, and never shared
+    between threads, decoding steps or blocks."""
 
     visual: VisualInputs
     index: int
+    scratch: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 _CURRENT = threading.local()

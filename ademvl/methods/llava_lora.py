@@ -15,12 +15,14 @@ from torch import nn
 
 from ..layers import Projector
 from ..vision import VisionTower
+from ..architectures import decoder_blocks, decoder_layout, get_attr
 from .base import FusionMethod, VisualInputs, mark_trainable
 from .blocks import add_vision_adapters, scatter_rows
 
-# Attention projections LoRA targets by default, per LLM architecture.
-DEFAULT_TARGETS = {"gpt2": ("c_attn",)}
+# Attention projections LoRA targets by default: q_proj and v_proj, or the block's fused q/k/v
+# projection where it has one (GPT-2 c_attn, GPT-NeoX query_key_value, Phi-3 qkv_proj).
 LLAMA_LIKE_TARGETS = ("q_proj", "v_proj")
+FUSED_QKV = ("c_attn", "query_key_value", "qkv_proj", "Wqkv")
 LORA_PARTS = ("lora_A", "lora_B", "lora_dropout", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
 
 
@@ -29,13 +31,22 @@ class LlavaLoraSettings:
     lora_rank: int = 6
     lora_alpha: float = 12.0
     lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] | None = None  # None = q_proj, v_proj (c_attn for GPT-2)
+    lora_targets: tuple[str, ...] | None = None  # None = q_proj, v_proj, or the fused q/k/v projection
     projector_hidden: int = 128
     vision_adapters: bool = True
     adapter_dim: int = 12
     adapter_scale: float = 0.1
     adapter_dropout: float = 0.1
     feature_layer: int = -2       # penultimate block + post_layernorm, as ADEM-VL
+
+
+def default_targets(llm: nn.Module) -> tuple[str, ...]:
+    """q_proj + v_proj if the first block's attention has them, else its fused q/k/v projection."""
+    attention = get_attr(decoder_blocks(llm)[0], decoder_layout(llm).attention)
+    names = {name.rsplit(".", 1)[-1] for name, _ in attention.named_modules()}
+    if set(LLAMA_LIKE_TARGETS) <= names:
+        return LLAMA_LIKE_TARGETS
+    return next(((name,) for name in FUSED_QKV if name in names), LLAMA_LIKE_TARGETS)
 
 
 def lora_config(llm: nn.Module, settings: "LlavaLoraSettings"):
@@ -45,7 +56,7 @@ def lora_config(llm: nn.Module, settings: "LlavaLoraSettings"):
     s = settings
     if s.lora_rank < 1:
         raise ValueError(f"llava-lora lora_rank must be at least 1, got {s.lora_rank}")
-    targets = s.lora_targets or DEFAULT_TARGETS.get(llm.config.model_type, LLAMA_LIKE_TARGETS)
+    targets = s.lora_targets or default_targets(llm)
     return LoraConfig(r=s.lora_rank, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout, target_modules=list(targets),
                       bias="none", task_type="CAUSAL_LM",
                       fan_in_fan_out=llm.config.model_type == "gpt2")  # GPT-2's Conv1D stores W transposed

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from ..layers import Projector
 from ..vision import VisionTower
 from .base import FusionMethod, VisualInputs, mark_trainable
-from .blocks import add_vision_adapters, scatter_rows, wrap_decoder_mlps
-from .layer_call import current_layer_call
+from .blocks import add_vision_adapters, scatter_rows
+from .placement import BlockSite, place_sites
 
 
 @dataclass
@@ -32,23 +32,28 @@ class MemVPSettings:
     modality_embedding: bool = True  # defined but unused by the reference, and counted in its 3.9M
 
 
-class MemoryMLP(nn.Module):
-    """h + MLP(n) + s·drop(silu(n Kᵀ)) U, with K = V+E1, U = V+E2 (both per sample)."""
+class MemorySite(BlockSite):
+    """A block module wrapped where the memory read s·drop(silu(n Kᵀ)) U is added (K = V+E1, U = V+E2,
+    both per sample), n read at the MLP's input."""
 
-    def __init__(self, base_layer: nn.Module, scale: float, dropout: float):
-        super().__init__()
-        self.base_layer = base_layer
-        self.scale = scale
-        self.dropout = mark_trainable(nn.Dropout(dropout))  # follows model.train()/eval()
+    def __init__(self, base_layer: nn.Module, scale: float, dropout: float, query: str | None = None,
+                 add: str | None = None):
+        super().__init__(base_layer, scale, query, add)
+        self.dropout = mark_trainable(nn.Dropout(dropout)) if add else None  # follows model.train()/eval()
 
-    def forward(self, n: torch.Tensor) -> torch.Tensor:
-        out = self.base_layer(n)
-        call = current_layer_call()
-        if call is None or call.visual.keys is None:
-            return out
-        keys, values = call.visual.keys.to(n.dtype), call.visual.values.to(n.dtype)
+    def read(self, n: torch.Tensor, visual: VisualInputs) -> torch.Tensor:
+        keys, values = visual.keys.to(n.dtype), visual.values.to(n.dtype)
         scores = self.dropout(F.silu(torch.matmul(n, keys.transpose(-1, -2))))
-        return out + self.scale * torch.matmul(scores, values).to(out.dtype)
+        return torch.matmul(scores, values)
+
+
+class MemoryMLP(MemorySite):
+    """h + MLP(n) + s·drop(silu(n Kᵀ)) U on a block's MLP (a whole sparse block on MoE models). On blocks
+    that normalise the MLP output again (Gemma 2/3, OLMo 2) it only reads n, and the read joins after
+    that norm, as ADEM-VL's fusion does."""
+
+    def __init__(self, base_layer: nn.Module, scale: float, dropout: float, add: str | None = "output"):
+        super().__init__(base_layer, scale, dropout, query="input", add=add)
 
 
 class MemVP(FusionMethod):
@@ -72,7 +77,9 @@ class MemVP(FusionMethod):
 
         add_vision_adapters(vision, s.adapter_dim, s.adapter_scale, s.adapter_dropout)
         if s.fusion:
-            wrap_decoder_mlps(llm, lambda mlp: MemoryMLP(mlp, s.scale, s.dropout))
+            place_sites(llm, lambda module, attribute, query, add: (
+                MemoryMLP(module, s.scale, s.dropout, add=add) if query == "input"
+                else MemorySite(module, s.scale, s.dropout, query=query, add=add)))
 
     @property
     def num_input_tokens(self) -> int:

@@ -12,9 +12,11 @@ conversion permutes for rotary, and the vision adapters act on the block's
     backbone.visual.transformer.resblocks.{i}.adapter_mlp.fc{1,2}.weight
                                                     → vision block i: mlp.adapter.fc{1,2}.weight
 
-α, β, γ, scales, adapter_dim and the projector width come from the checkpoint's `args`.
-The backbones are built on the meta device (only their configs are read), so a 7B
-conversion needs no memory for the LLM.
+α, β, γ, scales, adapter_dim, the projector width and [cls] come from the command line, else
+from the checkpoint's `args`, else from the official evaluation scripts' defaults (those scripts
+never read `args`, so a file holding only `model` is a released checkpoint too). The backbones
+are built on the meta device (only their configs are read), so a 7B conversion needs no memory
+for the LLM.
 """
 from __future__ import annotations
 
@@ -28,19 +30,55 @@ from .pth import OfficialCheckpointError, read_official_checkpoint
 
 # library setting ← official args attribute
 ARG_NAMES = {"alpha": "alpha", "beta": "beta", "gamma": "drop_ratio", "scales": "down_sample_num",
-             "adapter_dim": "adapter_dim", "projector_hidden": "hidden_proj"}
+             "adapter_dim": "adapter_dim", "projector_hidden": "hidden_proj", "use_cls": "no_cls"}
+# What eval_sqa.py / eval_caption.py / eval_mme.py run with when given no options: their argparse
+# defaults (--alpha, --beta, --drop_ratio, --down_sample_num, --no_cls) and their fixed ModelArgs
+# (adapter_dim 12, hidden_proj 128). They build the model from these, never from the file's `args`.
+OFFICIAL_EVAL_DEFAULTS = {"alpha": 0.1, "beta": 0.01, "drop_ratio": 0.1, "down_sample_num": [256, 64],
+                          "adapter_dim": 12, "hidden_proj": 128, "no_cls": False}
+SOURCES = ("command line", "checkpoint args", "official evaluation defaults")
 VISION_ADAPTER = "backbone.visual.transformer.resblocks.{index}.adapter_mlp.{layer}.weight"
 
 
-def settings_from_args(args: dict) -> dict:
-    """The ADEM-VL settings the official run used (its defaults where train.py has one)."""
-    missing = [official for official in ARG_NAMES.values() if official not in args and official != "hidden_proj"]
+def resolve_official_args(args: dict, given: dict | None = None,
+                          defaults: dict = OFFICIAL_EVAL_DEFAULTS) -> tuple[dict, dict]:
+    """`(values, source)` for every official setting: `given` (the command line) > `args` (the
+    file's) > `defaults`; `source[name]` says which. One line naming those none of them has."""
+    given = {name: value for name, value in (given or {}).items() if value is not None}
+    values, source = {}, {}
+    for name in ARG_NAMES.values():
+        for where, table in zip(SOURCES, (given, args, defaults)):
+            if name in table:
+                values[name], source[name] = table[name], where
+                break
+    missing = [name for name in ARG_NAMES.values() if name not in values]
     if missing:
-        raise OfficialCheckpointError(f"the checkpoint's args lack {', '.join(missing)}: cannot tell its settings")
-    settings = {ours: args[official] for ours, official in ARG_NAMES.items() if official in args}
+        raise OfficialCheckpointError(f"no value for {', '.join(missing)}: neither the checkpoint's args nor the "
+                                      f"command line give one (--{', --'.join(n.replace('_', '-') for n in missing)})")
+    return values, source
+
+
+def describe_sources(values: dict, source: dict) -> str:
+    """One line: which settings came from where (`settings: alpha 0.3 (command line); ...`)."""
+    groups = []
+    for where in SOURCES:
+        names = [name for name in ARG_NAMES.values() if source.get(name) == where]
+        if names:
+            groups.append(", ".join(f"{name} {values[name]}" for name in names) + f" ({where})")
+    return "settings: " + "; ".join(groups)
+
+
+def settings_from_args(args: dict, given: dict | None = None, defaults: dict = OFFICIAL_EVAL_DEFAULTS) -> dict:
+    """The library's ADEM-VL settings for an official run (see `resolve_official_args` for the order)."""
+    return library_settings(resolve_official_args(args, given, defaults)[0])
+
+
+def library_settings(values: dict) -> dict:
+    """Every official setting (by its `args` name) → the library's `AdemVLSettings` keys."""
+    settings = {ours: values[official] for ours, official in ARG_NAMES.items()}
     scales = settings["scales"]
     settings["scales"] = [scales] if isinstance(scales, int) else list(scales)
-    settings["use_cls"] = not bool(args.get("no_cls", False))
+    settings["use_cls"] = not bool(values["no_cls"])
     # Fixed in the official code: the penultimate block with ln_post, adapters at scale 0.1, dropout 0.1.
     settings.update(feature_layer=-2, adapter_scale=0.1, adapter_dropout=0.1, fusion=True)
     return settings
@@ -112,11 +150,15 @@ def _recorded_path(path) -> str:
     return str(Path(path).resolve()) if Path(path).is_dir() else str(path)
 
 
-def convert_official(checkpoint, llm, vision, output, task: str | None = None) -> Path:
+def convert_official(checkpoint, llm, vision, output, task: str | None = None, given: dict | None = None,
+                     report=None) -> Path:
     """Write the adapter directory `output` for official `checkpoint` on backbones `llm` + `vision`.
 
     `task` (scienceqa / caption / instruction): the official layout to record; by default the
-    one of the checkpoint's `args.dataset`. Nothing is written unless every key matches.
+    one of the checkpoint's `args.dataset`. `given`: official settings by their `args` names
+    (alpha, beta, drop_ratio, down_sample_num, adapter_dim, hidden_proj, no_cls; None = not given),
+    ahead of the file's `args` and the official evaluation defaults. `report` (e.g. `print`) gets
+    one line saying which setting came from where. Nothing is written unless every key matches.
     """
     from ..checkpoint import save_adapter
     from ..model import VLModel
@@ -126,7 +168,10 @@ def convert_official(checkpoint, llm, vision, output, task: str | None = None) -
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ValueError(f"output '{output}' already exists and is not an empty directory")
     state, args = read_official_checkpoint(checkpoint)
-    settings = settings_from_args(args)
+    values, source = resolve_official_args(args, given)
+    settings = library_settings(values)
+    if report is not None:
+        report(describe_sources(values, source))
     if task is None:
         task = task_for_official_dataset(args.get("dataset"))
         if task is None:

@@ -29,5 +29,5 @@ def image_processor_for(spec, default_processor, vision):
     `default_processor` unused, may be None); else `default_processor`. The one place the choice is
     made: the collator and evaluation loading ask here."""
     if spec.official is None:
-        return default_processor
-    return official_image_processor(spec.official, vision.config.image_size)
+        return default_processor if default_processor is None else vision.fit_image_processor(default_processor)
+    return official_image_processor(spec.official, vision.image_size)

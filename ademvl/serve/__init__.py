@@ -1,10 +1,17 @@
-"""`ademvl serve`: an OpenAI-compatible chat-completions server and a web chat page.
+"""`ademvl serve`: an OpenAI-compatible chat-completions (and completions) server and a web chat page.
 
-    app/routes  `app.py`           FastAPI app: /v1/chat/completions, /v1/models, /info, the page
-    schema      `schema.py`        the OpenAI request body, checked by pydantic
-    gate        `guard.py`         API key (401) and body-size limit (413), before any route reads the body
-    checks      `requests.py`      a request → the worker's example and limits, or a 4xx naming the problem
-    replies     `responses.py`     OpenAI's completion, stream-chunk and usage shapes
+    app/routes  `app.py`           FastAPI app: /v1/chat/completions, /v1/completions, /v1/models, /info,
+                                   /metrics, the page
+    schema      `schema.py`        the OpenAI request bodies, checked by pydantic; what is refused, and why
+    gate        `guard.py`         API key (401), JSON content type (415) and body-size limit (413), before
+                                   any route reads the body
+    checks      `requests.py`      a request → the worker's example, limits and decoding settings, or a 4xx
+                                   naming the problem
+    grammars    `grammar.py`       response_format → an xgrammar grammar the answer is decoded under
+    decoding    `sampling.py`      each row's next token: temperature, top-p, its own seeded generator,
+                                   OpenAI's penalties, logit_bias, the grammar, logprobs
+    replies     `responses.py`     OpenAI's completion, stream-chunk, logprobs and usage shapes
+    metrics     `metrics.py`       /metrics in Prometheus' text format
     prompts     `conversation.py`  messages → one prompt (+ one image) in the adapter's layout
     images      `images.py`        data: URLs → PIL images, with size limits
     batching    `worker.py`        one thread owns the model; concurrent requests share a batch

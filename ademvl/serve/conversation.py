@@ -23,7 +23,7 @@ from .errors import RequestError
 from .schema import ImagePart, Message
 
 
-def _unicode(text: str, where: str) -> str:
+def valid_unicode(text: str, where: str) -> str:
     """`text` if it can be encoded: JSON lets a string carry a lone surrogate (\\ud800), which no tokenizer takes."""
     try:
         text.encode("utf-8")
@@ -38,13 +38,13 @@ def _text(message: Message, where: str) -> tuple[str, list[tuple[str, str]]]:
     if message.content is None:
         return "", []
     if isinstance(message.content, str):
-        return _unicode(message.content, f"{where}.content"), []
+        return valid_unicode(message.content, f"{where}.content"), []
     texts, images = [], []
     for j, part in enumerate(message.content):
         if isinstance(part, ImagePart):
             images.append((part.image_url.url, f"{where}.content.{j}.image_url"))
         else:
-            texts.append(_unicode(part.text, f"{where}.content.{j}.text"))
+            texts.append(valid_unicode(part.text, f"{where}.content.{j}.text"))
     return "\n".join(texts), images
 
 
@@ -60,6 +60,9 @@ def conversation_prompt(messages: list[Message], template: str) -> tuple[str, tu
     images: list[tuple[str, str]] = []
     for i, message in enumerate(messages):
         where = f"messages.{i}"
+        if message.name:  # OpenAI shows the model who spoke; this layout has no place to say it
+            raise RequestError(f"{where}.name: this model's prompt layout has no place for participant names; "
+                               "leave it out", f"{where}.name", "unsupported_parameter")
         text, found = _text(message, where)
         if found and message.role != "user":
             raise RequestError(f"{where}: only user messages may carry images", f"{where}.content")

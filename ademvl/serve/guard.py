@@ -8,7 +8,10 @@ refused body is drained (read and dropped, up to `DRAIN_FACTOR` times the
 limit) before the answer, so clients that write their whole body before reading
 get the 413 instead of a reset connection.
 
-With an API key, `/v1/*` and `/info` need `Authorization: Bearer KEY` (what
+A POST to `/v1/*` must say its body is JSON (`Content-Type: application/json`,
+what OpenAI clients send); another type is a 415 that says so, before any parsing.
+
+With an API key, `/v1/*`, `/info` and `/metrics` need `Authorization: Bearer KEY` (what
 OpenAI clients send); the page (`/`) and `/health` stay open, and the page asks
 for the key when the API answers 401.
 """
@@ -21,7 +24,7 @@ from starlette.exceptions import HTTPException
 
 from .errors import error_body
 
-PROTECTED = ("/v1/", "/info")
+PROTECTED = ("/v1/", "/info", "/metrics")
 DRAIN_FACTOR = 4  # a refused body up to 4x the limit is read and dropped; a larger one is cut off
 
 
@@ -46,7 +49,8 @@ async def _drain(receive, limit: int) -> None:
 
 
 class Guard:
-    """ASGI middleware: 401 without the API key (when one is set), 413 for a body over `max_body_bytes`."""
+    """ASGI middleware: 401 without the API key (when one is set), 415 for a /v1/ POST that is not JSON,
+    413 for a body over `max_body_bytes`."""
 
     def __init__(self, app, max_body_bytes: int, api_key: str | None = None):
         self.app = app
@@ -69,6 +73,14 @@ class Guard:
                 "missing or wrong API key: send 'Authorization: Bearer KEY' (the key given to ademvl serve "
                 "--api-key; OpenAI clients send their api_key so)", None, "invalid_api_key"),
                 ((b"www-authenticate", b"Bearer"),))
+        if scope.get("method") == "POST" and scope["path"].startswith("/v1/"):
+            given = headers.get(b"content-type", b"").decode("latin-1")
+            if given.split(";")[0].strip().lower() != "application/json":
+                await _drain(receive, drain_limit)
+                shown = repr(given[:80]) if given else "none"
+                return await _answer(send, 415, error_body(
+                    f"Content-Type must be application/json (got {shown}): send the body as JSON with "
+                    "'Content-Type: application/json'", None, "unsupported_media_type"))
         try:
             length = int(headers.get(b"content-length", b"0"))
         except ValueError:

@@ -18,6 +18,7 @@ from .errors import RequestError
 
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+READABLE = "PNG, JPEG, GIF, WebP, BMP, TIFF, ..."  # the common formats Pillow decodes, named in the refusal
 
 
 def decode_image_url(url: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
@@ -52,5 +53,9 @@ def decode_image_url(url: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         raise RequestError(f"{param}: {error}", param, "invalid_image") from error
     except (OSError, SyntaxError, ValueError, MemoryError, Image.DecompressionBombError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        first = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", " in the data", first)  # PIL names its file
-        raise RequestError(f"{param}: corrupt or unsupported image: {first}", param, "invalid_image") from error
+        first = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", first)  # PIL names its in-memory file
+        # Worded for the person who chose the file (the web page shows it as is); PIL's reason only when it
+        # adds to the sentence, e.g. a truncated file.
+        reason = "" if first.startswith("cannot identify image file") else f" ({first})"
+        raise RequestError(f"{param}: that file is not an image we can read ({READABLE}): corrupt or "
+                           f"unsupported image{reason}", param, "invalid_image") from error

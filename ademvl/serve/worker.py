@@ -4,10 +4,11 @@ Each call carries its own visual inputs (`ademvl.methods.layer_call`: the
 model stores nothing between calls), so concurrent forwards would be safe;
 one thread runs them all so that concurrent requests share a batch instead of
 competing for the device and its memory. Requests queue here; when the model
-is free, the worker takes the oldest request plus every queued one with the
-same sampling settings (greedy,
-or one temperature/top-p pair: HF's `generate` samples a whole batch alike),
-up to `max_batch`, waiting at most `batch_wait` seconds for company. The batch
+is free, the worker takes the oldest requests, up to `max_batch` rows (a request
+asking for n choices is n rows), waiting at most `batch_wait` seconds for
+company. Requests with different decoding settings share a batch: each row's
+next token is chosen by its request's own `sampling.RowSampler` (temperature,
+top-p, seed, penalties, grammar, logprobs). The batch
 is left-padded by the evaluators' `GenerationCollator` and decoded by one
 `model.generate` call, as `ademvl eval` does.
 
@@ -30,15 +31,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from ..data.example import VLExample
 from ..evaluation.generation import GenerationCollator, generation_kwargs, model_device
 from .rows import Row
+from .sampling import RowSampler, RowsLogitsProcessor, SamplingParams, request_generator
 
 logger = logging.getLogger(__name__)
 
-Event = tuple  # ("delta", text) | ("done", finish_reason, completion_tokens, content) | ("error", message)
+# ("delta", text, choice, logprobs entries) | ("done", finish_reason, completion_tokens, content, choice,
+#  logprobs entries) | ("error", message). A request gets one "done" per choice.
+Event = tuple
 
 
 @dataclass(eq=False)  # jobs are compared by identity
@@ -49,24 +53,27 @@ class Job:
     max_tokens: int
     on_event: Callable[[Event], None]
     stop: list[str] = field(default_factory=list)
-    sampling: tuple[float, float] | None = None  # (temperature, top_p); None = greedy
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    n: int = 1  # choices: rows of the batch
     cancelled: bool = False
 
 
 class _RowsCriteria(StoppingCriteria):
-    def __init__(self, rows: list[Row]):
+    def __init__(self, rows: list[Row], samplers: list[RowSampler]):
         self.rows = rows
+        self.samplers = samplers
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         tokens = input_ids[:, -1].tolist()
-        return torch.tensor([row.step(t) for row, t in zip(self.rows, tokens)], device=input_ids.device)
+        return torch.tensor([row.step(t, sampler.take_entry())
+                             for row, sampler, t in zip(self.rows, self.samplers, tokens)], device=input_ids.device)
 
 
 class BatchWorker:
-    """Queue of `Job`s served by one thread, `max_batch` requests per `model.generate` call."""
+    """Queue of `Job`s served by one thread, up to `max_batch` rows (choices) per `model.generate` call."""
 
     def __init__(self, model, tokenizer, image_processor, max_length: int, max_batch: int = 8,
-                 batch_wait: float = 0.005):
+                 batch_wait: float = 0.005, on_batch: Callable[[int], None] = lambda rows: None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.model = model
@@ -74,7 +81,8 @@ class BatchWorker:
         self.collator = GenerationCollator.for_model(model, tokenizer, image_processor, max_length=max_length)
         self.max_batch = max_batch
         self.batch_wait = batch_wait
-        self.batch_sizes: Counter[int] = Counter()  # how many batches of each size ran (shown by /info)
+        self.batch_sizes: Counter[int] = Counter()  # how many batches of each size (rows) ran (shown by /info)
+        self.on_batch = on_batch  # told each batch's rows (the metrics)
         self._pending: list[Job] = []
         self._cond = threading.Condition()
         self._stopping = False
@@ -100,22 +108,31 @@ class BatchWorker:
             self._pending.append(job)
             self._cond.notify()
 
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a batch."""
+        return len(self._pending)
+
     def _take(self) -> list[Job]:
-        """The next batch (blocks until there is one); [] when stopping."""
+        """The next batch, oldest first, up to `max_batch` rows (blocks until there is one); [] when stopping."""
         with self._cond:
             while not self._pending and not self._stopping:
                 self._cond.wait()
             deadline = time.monotonic() + self.batch_wait
-            while len(self._pending) < self.max_batch and not self._stopping:
+            while sum(job.n for job in self._pending) < self.max_batch and not self._stopping:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
             if self._stopping:
                 return []
-            key = self._pending[0].sampling
-            batch = [job for job in self._pending if job.sampling == key][: self.max_batch]
-            self._pending = [job for job in self._pending if job not in batch]
+            batch, rows = [], 0
+            for job in self._pending:
+                if batch and rows + job.n > self.max_batch:
+                    break
+                batch.append(job)
+                rows += job.n
+            self._pending = self._pending[len(batch):]
             return batch
 
     def _loop(self) -> None:
@@ -126,27 +143,31 @@ class BatchWorker:
 
     def _run(self, jobs: list[Job]) -> None:
         rows: list[Row] = []
+        owners = [job for job in jobs for _ in range(job.n)]  # a request's choices are consecutive rows
         try:
-            self.batch_sizes[len(jobs)] += 1
-            inputs = self.collator([job.example for job in jobs])
+            self.batch_sizes[len(owners)] += 1
+            self.on_batch(len(owners))
+            inputs = self.collator([job.example for job in owners])
             device = model_device(self.model)
             inputs = {key: value.to(device) for key, value in inputs.items()}
-            sampling = {}
-            if jobs[0].sampling is not None:
-                temperature, top_p = jobs[0].sampling
-                sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
-            kwargs = generation_kwargs(self.tokenizer, max(job.max_tokens for job in jobs), **sampling)
+            kwargs = generation_kwargs(self.tokenizer, max(job.max_tokens for job in jobs))  # greedy: see sampling
+            generators = {id(job): request_generator(job.sampling.seed) for job in jobs}
+            samplers = [RowSampler(job.sampling, generators[id(job)], self.tokenizer) for job in owners]
+            choices = [i - owners.index(job) for i, job in enumerate(owners)]
             rows = [Row(self.tokenizer, job.max_tokens, job.stop, kwargs["eos_token_id"],
-                        emit=lambda text, job=job: job.on_event(("delta", text)),
-                        on_done=lambda row, job=job: job.on_event(
-                            ("done", row.finish_reason, row.completion_tokens, row.content)),
-                        cancelled=lambda job=job: job.cancelled) for job in jobs]
-            self.model.generate(**inputs, **kwargs, stopping_criteria=StoppingCriteriaList([_RowsCriteria(rows)]))
+                        emit=lambda text, entries, job=job, c=c: job.on_event(("delta", text, c, entries)),
+                        on_done=lambda row, job=job, c=c: job.on_event(
+                            ("done", row.finish_reason, row.completion_tokens, row.content, c, row.logprobs)),
+                        cancelled=lambda job=job: job.cancelled) for job, c in zip(owners, choices)]
+            self.model.generate(**inputs, **kwargs,
+                                logits_processor=LogitsProcessorList([RowsLogitsProcessor(
+                                    samplers, lambda i: rows[i].finished)]),
+                                stopping_criteria=StoppingCriteriaList([_RowsCriteria(rows, samplers)]))
             for row in rows:
                 row.finish("length")  # no-op for rows already done; the rest ran to the batch's budget
         except Exception as error:  # the server keeps serving; the unfinished requests get the error
             logger.exception("generation failed")
             message = f"generation failed: {type(error).__name__}: {error}"
-            for i, job in enumerate(jobs):
-                if i >= len(rows) or not rows[i].finished:
-                    job.on_event(("error", message))
+            failed = {id(job): job for i, job in enumerate(owners) if i >= len(rows) or not rows[i].finished}
+            for job in failed.values():
+                job.on_event(("error", message))

@@ -1,9 +1,9 @@
 """Record what ADEM-VL's adaptive fusion did in each decoder layer (for Fig. 3).
 
-Forward hooks on the `FusedMLP` wrappers see each layer's query `n` during the
-block call that binds the keys (`current_layer_call`), so the scores S = silu(n)Kᵀ and
-the kept mask are recomputed with the same functions and rule the fusion uses
-(`ademvl.fusion`), for one forward over the whole sequence (no cache).
+Each decoder block's fusion site (`FusionSite`, wherever `query_from`/`add_to` put it) is
+given, for one forward over the whole sequence (no cache), a `read` that records the query it
+receives before fusing, so the scores S = φ(n)Kᵀ (φ the site's feature map) and the kept mask
+are recomputed with the same functions and rule the fusion uses (`ademvl.fusion`).
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from ..fusion import cross_attention_scores, drop_index
-from ..methods.layer_call import current_layer_call
 
 
 def kept_mask(scores: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -26,10 +25,10 @@ def kept_mask(scores: torch.Tensor, gamma: float) -> torch.Tensor:
 
 
 def fused_layers(model) -> list:
-    """The model's `FusedMLP` wrappers, in decoder-block order."""
-    from ..methods.ademvl import FusedMLP
+    """The model's fusion sites that add α·F(n) (one per decoder block), in decoder-block order."""
+    from ..methods.ademvl import FusionSite
 
-    layers = [m for m in model.llm.modules() if isinstance(m, FusedMLP)]
+    layers = [m for m in model.llm.modules() if isinstance(m, FusionSite) and m.add is not None]
     if not layers:
         method = getattr(model.config, "method", "?")
         raise ValueError(
@@ -49,23 +48,23 @@ def capture_fusion_scores(model, batch: dict, row: int = 0) -> dict[str, np.ndar
     layers = fused_layers(model)
     records: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(layers)
 
-    def hook_for(index):
-        def hook(module, inputs, output):
-            call = current_layer_call()
-            if call is None or call.visual.keys is None:
-                return
-            n = inputs[0]
-            scores = cross_attention_scores(n, call.visual.keys.to(n.dtype))[row]
-            records[index] = (scores.float().cpu(), kept_mask(scores, module.gamma).cpu())
-        return hook
+    def recording(index, layer):
+        fuse = layer.read
 
-    handles = [layer.register_forward_hook(hook_for(i)) for i, layer in enumerate(layers)]
+        def read(query, visual):
+            scores = cross_attention_scores(query, visual.keys.to(query.dtype), layer.feature_map)[row]
+            records[index] = (scores.float().cpu(), kept_mask(scores, layer.gamma).cpu())
+            return fuse(query, visual)
+        return read
+
+    for i, layer in enumerate(layers):
+        layer.read = recording(i, layer)  # an instance attribute over the class's method, for this forward
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     try:
         model(**inputs, logits_to_keep=1)
     finally:
-        for handle in handles:
-            handle.remove()
+        for layer in layers:
+            del layer.read
     if any(r is None for r in records):
         raise ValueError("the forward did not reach every fusion layer with visual keys (no image in the batch?)")
     return {
