@@ -1,6 +1,7 @@
 """Screenshot of the `ademvl serve` web page for the README: a real server, Debian's chromium.
 
     python scripts/serve_screenshot.py            # the demo adapter → docs/images/serve_page.png
+    python scripts/serve_screenshot.py --viewport 390x844 --out docs/images/serve_page_390.png   # a phone
 
 Uploads an easy-VQA test image, asks two questions in one conversation, and
 saves the page once the second answer has streamed in.
@@ -24,12 +25,14 @@ def main(argv=None) -> int:
     parser.add_argument("--questions", nargs="+", default=["what shape is in the image?", "what color is the shape?"])
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--out", default="docs/images/serve_page.png")
+    parser.add_argument("--viewport", default="1000x560", help="WIDTHxHEIGHT in CSS pixels")
     args = parser.parse_args(argv)
 
     with running_server("--checkpoint", args.checkpoint, "--max-tokens", "8", threads=2) as url, \
             sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1000, "height": 560})
+        width, height = (int(v) for v in args.viewport.lower().split("x"))
+        page = browser.new_page(viewport={"width": width, "height": height})
         page.goto(url)
         page.set_input_files("#image", args.image)
         page.wait_for_selector("#preview img")
