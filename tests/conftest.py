@@ -22,13 +22,14 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def tiny_run_root(tmp_path_factory):
-    """`make(name, varied=False)`: a fresh folder holding the tiny training recipe `tiny.yaml` and its fixtures
-    (train_tiny.write_recipe), with `varied` also the answers of very different lengths (write_varied_easyvqa)."""
+    """`make(name, varied=False, llm_arch="llama")`: a fresh folder holding the tiny training recipe `tiny.yaml`
+    and its fixtures (train_tiny.write_recipe) on a tiny `llm_arch` LLM, with `varied` also the answers of very
+    different lengths (write_varied_easyvqa)."""
     from train_tiny import write_recipe, write_varied_easyvqa
 
-    def make(name: str, varied: bool = False):
+    def make(name: str, varied: bool = False, llm_arch: str = "llama"):
         root = tmp_path_factory.mktemp(name)
-        write_recipe(root)
+        write_recipe(root, llm_arch=llm_arch)
         if varied:
             write_varied_easyvqa(root)
         return root

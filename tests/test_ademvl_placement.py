@@ -13,7 +13,7 @@ from ademvl.methods.layer_call import current_layer_call
 from ademvl.methods.placement import POINTS
 from test_fusion import reference_fusion
 from tiny import batch, tiny_llm, tiny_vision
-from tiny_methods import liven
+from tiny_methods import liven, trace_llm_side
 
 PAIRS = [(q, a) for q in POINTS for a in POINTS if POINTS.index(a) >= POINTS.index(q)]
 ARCHS = ["llama", "gemma3_text", "olmo2", "phi"]  # pre-norm, post-norm with and without pre-norms, parallel
@@ -176,12 +176,6 @@ def test_a_placement_across_the_block_is_one_graph(arch):
     query through the block call, and Dynamo still traces the forward whole."""
     model = build(arch, query_from="attn_in", add_to="attn_out")
     ids, pixels, has_image, slot = batch(image_rows=(1, 0))
-    with torch.no_grad():
-        visual = model.encode_images(pixels, has_image, 2)
-        kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), image_slot=slot, **visual.as_model_kwargs())
-        torch._dynamo.reset()
-        explained = torch._dynamo.explain(model)(**kwargs)
-        eager = model(**kwargs).logits
-        compiled = torch.compile(model, backend="eager")(**kwargs).logits
+    explained, eager, compiled = trace_llm_side(model, ids, pixels, has_image, slot)
     assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
     assert torch.allclose(compiled, eager, atol=1e-5)

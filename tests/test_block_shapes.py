@@ -13,7 +13,7 @@ from ademvl.methods.ademvl import FusionSite
 from ademvl.methods.blocks import BottleneckAdapter, RepAdapterRouter
 from ademvl.methods.memvp import MemorySite
 from tiny import MORE_ARCHS, batch, tiny_llm, tiny_vision
-from tiny_methods import ALL_METHODS, TINY, inputs, liven, text_columns
+from tiny_methods import ALL_METHODS, TINY, inputs, liven, text_columns, trace_llm_side
 
 PAD = 0
 SHAPES = {"llama": PRE_NORM, "gpt2": PRE_NORM, "qwen3": PRE_NORM, "phi3": PRE_NORM, "gpt_neox_sequential": PRE_NORM,
@@ -175,13 +175,10 @@ def test_llm_side_forward_is_one_graph(arch):
     """Visual inputs already encoded: Dynamo traces the whole forward, every block, without a break."""
     model = liven(build("ademvl", arch))
     x = inputs("ademvl", image_rows=(1, 0))
-    with torch.no_grad():
-        visual = model.encode_images(x["pixel_values"], x["has_image"], 2)
-        kwargs = dict(input_ids=x["input_ids"], attention_mask=torch.ones_like(x["input_ids"]),
-                      image_slot=x["image_slot"], **visual.as_model_kwargs())
-        torch._dynamo.reset()
-        explained = torch._dynamo.explain(model)(**kwargs)
+    explained, eager, compiled = trace_llm_side(model, x["input_ids"], x["pixel_values"], x["has_image"],
+                                                x["image_slot"])
     assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+    assert torch.allclose(compiled, eager, atol=1e-5)
 
 
 def test_model_keeps_the_llms_expert_kernels():

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tiny_methods import ALL_METHODS, PAD, build, inputs, liven
+from tiny_methods import ALL_METHODS, PAD, build, inputs, liven, trace_llm_side
 
 GEN = dict(max_new_tokens=5, pad_token_id=PAD, eos_token_id=None)
 
@@ -98,13 +98,7 @@ def test_llm_side_forward_is_one_graph(method):
     """Visual inputs already encoded: Dynamo traces the whole forward without a break."""
     model = liven(build(method))
     x = inputs(method, image_rows=(1, 0))
-    with torch.no_grad():
-        visual = model.encode_images(x["pixel_values"], x["has_image"], 2)
-        kwargs = dict(input_ids=x["input_ids"], attention_mask=torch.ones_like(x["input_ids"]),
-                      image_slot=x["image_slot"], **visual.as_model_kwargs())
-        torch._dynamo.reset()
-        explained = torch._dynamo.explain(model)(**kwargs)
-        eager = model(**kwargs).logits
-        compiled = torch.compile(model, backend="eager")(**kwargs).logits
+    explained, eager, compiled = trace_llm_side(model, x["input_ids"], x["pixel_values"], x["has_image"],
+                                                x["image_slot"])
     assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
     assert torch.allclose(compiled, eager, atol=1e-5)

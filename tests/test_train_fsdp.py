@@ -1,6 +1,7 @@
 """train.sharding=fsdp: FSDP2 over two CPU processes (gloo, torchrun) trains what one process trains at the
-same global batch, each rank storing half of the frozen LLM; a SIGKILLed run resumes bit-identically; it
-composes with gradient checkpointing and bf16; one process or bitsandbytes weights are refused in one line."""
+same global batch (pre-norm, post-norm, MoE and parallel blocks), each rank storing half of the frozen LLM; a
+SIGKILLed run resumes bit-identically; it composes with gradient checkpointing and bf16; one process or
+bitsandbytes weights are refused in one line."""
 import json
 import os
 import subprocess
@@ -84,6 +85,23 @@ def test_fsdp_equals_one_process_at_the_same_global_batch(root, sharded, tmp_pat
     never_trained = "vision.model.encoder.layers.2.mlp.adapter"  # features come from the penultimate block
     shapes = sorted(tuple(entry["exp_avg"].shape) for entry in state["state"].values())
     assert shapes == sorted(tuple(v.shape) for k, v in fsdp.items() if not k.startswith(never_trained))
+
+
+# One family per block shape besides pre-norm: the fusion wraps what FSDP shards (a post-norm block with
+# sliding-window layers, a whole sparse MoE block with its router, a parallel block).
+@pytest.mark.parametrize("arch", ["gemma3_text", "mixtral", "phi"])
+def test_fsdp_equals_one_process_on_each_block_shape(arch, tiny_run_root, tmp_path):
+    root = tiny_run_root(f"fsdp-{arch}", varied=True, llm_arch=arch)
+    short = ["train.epochs=2", "train.save_every=0"]
+    sharded = tmp_path / "sharded"
+    assert "trained 2/2 steps" in torchrun(root, sharded, *short).stdout
+    recipe = load_recipe(root / "tiny.yaml", [f"data.data_dir={root / 'varied'}", *COMMON, *short,
+                                              "train.batch_size=4"])
+    single = train(recipe, output_dir=tmp_path / "single", progress=False)
+    reference = adapter(single.run_dir)
+    assert max_diff(adapter(sharded), reference) <= 1e-4
+    norms = [(m["grad_norm"], r["grad_norm"]) for m, r in zip(read_metrics(sharded), read_metrics(single.run_dir))]
+    assert len(norms) == 2 and all(abs(a - b) <= 1e-4 * b and b > 0 for a, b in norms), norms
 
 
 def test_each_rank_stores_half_of_the_frozen_llm(sharded):

@@ -48,3 +48,17 @@ def text_columns(method, tensor):
     return tensor[:, 1:] if method in PREFIXED else tensor
 
 
+
+
+def trace_llm_side(model, input_ids, pixel_values, has_image, image_slot):
+    """Dynamo's account of the forward once the images are encoded (the part compile sees every step),
+    with the eager logits and the logits compiled with the eager backend: ``(explained, eager, compiled)``."""
+    with torch.no_grad():
+        visual = model.encode_images(pixel_values, has_image, 2)
+        kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), image_slot=image_slot,
+                      **visual.as_model_kwargs())
+        torch._dynamo.reset()
+        explained = torch._dynamo.explain(model)(**kwargs)
+        eager = model(**kwargs).logits
+        compiled = torch.compile(model, backend="eager")(**kwargs).logits
+    return explained, eager, compiled

@@ -12,11 +12,12 @@ from tiny import tiny_image_processor, tiny_llm, tiny_tokenizer, tiny_vision, wr
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 
 
-def write_backbones(root: Path) -> tuple[str, str]:
-    """`root/llm` (LLaMA + tokenizer) and `root/vision` (CLIP + image processor)."""
+def write_backbones(root: Path, llm_arch: str = "llama") -> tuple[str, str]:
+    """`root/llm` (a tiny `llm_arch` LLM, LLaMA by default, + tokenizer) and `root/vision` (CLIP + image
+    processor)."""
     tok = tiny_tokenizer()
     llm_dir, vision_dir = root / "llm", root / "vision"
-    tiny_llm("llama", seed=0, vocab=len(tok)).save_pretrained(llm_dir)
+    tiny_llm(llm_arch, seed=0, vocab=len(tok)).save_pretrained(llm_dir)
     tok.save_pretrained(llm_dir)
     tiny_vision("clip", seed=1).save_pretrained(vision_dir)
     tiny_image_processor(32).save_pretrained(vision_dir)
@@ -37,10 +38,11 @@ def write_easyvqa(root: Path, n_images: int = 12) -> str:
     return str(data)
 
 
-def write_recipe(root: Path, train: dict | None = None, data: dict | None = None, name: str = "tiny") -> Path:
-    """A recipe over the tiny fixtures (built once per root)."""
+def write_recipe(root: Path, train: dict | None = None, data: dict | None = None, name: str = "tiny",
+                 llm_arch: str = "llama") -> Path:
+    """A recipe over the tiny fixtures (built once per root; `llm_arch` picks the tiny LLM's family)."""
     if not (root / "llm").exists():
-        write_backbones(root)
+        write_backbones(root, llm_arch)
         write_easyvqa(root)
     recipe = {
         "model": {"llm": str(root / "llm"), "vision": str(root / "vision"), "method": "ademvl",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -74,4 +76,25 @@ def build_atomically(target: Path, recipe: dict[str, Any],
             # if it matches, otherwise re-raise.
             if read_recipe(target) != recipe:
                 raise
+    return target
+
+
+def built_once(target: Path, recipe: dict[str, Any], build: Callable[[Path], None], *,
+               what: str, expected: str, preflight: Callable[[], None] | None = None) -> Path:
+    """``target`` if its stamp equals ``recipe``; otherwise build it atomically, once.
+
+    The build is announced and timed on stderr whether or not progress bars are on: a silent
+    one-off step of minutes looks hung. ``preflight`` (e.g. "is the data package installed?")
+    runs only when a build is needed, before the announcement, so a missing input fails in its
+    own single line.
+    """
+    target = Path(target)
+    if target.is_dir() and read_recipe(target) == recipe:
+        return target
+    if preflight is not None:
+        preflight()
+    t0 = time.perf_counter()
+    print(f"[ademvl] building {what} -> {target} (one-off, {expected})", file=sys.stderr)
+    build_atomically(target, recipe, build)
+    print(f"[ademvl] {what} ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return target

@@ -44,3 +44,11 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     del src, state
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
+
+
+def load_converted(path: Path, **kwargs):
+    """``(model, tokenizer)`` from a directory :func:`convert_gguf` wrote (model in eval mode)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs).eval()
+    return model, AutoTokenizer.from_pretrained(path)

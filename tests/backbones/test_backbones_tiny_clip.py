@@ -111,7 +111,7 @@ def test_build_roundtrip_processor_and_reuse(tmp_path, count_builds, monkeypatch
     p = tiny_clip_path(cache, seed=0, progress=False, recipe=TINY)
     assert p == cache and len(count_builds) == 1
     said = capsys.readouterr().err  # the one-off build is announced even without progress bars
-    assert "building easy-VQA tiny CLIP tower" in said and "tiny CLIP ready in" in said
+    assert "building easy-VQA tiny CLIP tower" in said and "tiny CLIP tower ready in" in said
     assert {"config.json", "model.safetensors", "preprocessor_config.json",
             _cache.RECIPE_FILE} <= set(_files(p))
     stamp = json.loads((p / _cache.RECIPE_FILE).read_text())
