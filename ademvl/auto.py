@@ -79,7 +79,9 @@ def _enter_config(module) -> None:
 
 
 def _enter_processor(module) -> None:
-    if not any(getattr(c, "__name__", "") == "VLProcessor" for c in module.PROCESSOR_MAPPING._extra_content.values()):
+    # Once `ademvl.model` is importing, `register` enters the real processor when it finishes; a
+    # stand-in entered beside it would only delegate to it.
+    if "ademvl.model" not in sys.modules:
         module.PROCESSOR_MAPPING.register(_DeferredConfig, _DeferredProcessor, exist_ok=True)
 
 
