@@ -5,11 +5,14 @@ import pytest
 import torch
 
 from ademvl.model import VLModel
-from tiny import LLM_ARCHS, batch, tiny_llm, tiny_vision
+from tiny import LLM_ARCHS, VISION_KINDS, batch, tiny_llm, tiny_vision
+
+# every LLM with CLIP and SigLIP; the other towers with a pre-norm and a GPT-2 block
+PAIRS = ([(arch, vision) for arch in LLM_ARCHS for vision in ("clip", "siglip")]
+         + [(arch, vision) for arch in ("llama", "gpt2") for vision in VISION_KINDS if vision not in ("clip", "siglip")])
 
 
-@pytest.mark.parametrize("arch", LLM_ARCHS)
-@pytest.mark.parametrize("vision", ["clip", "siglip"])
+@pytest.mark.parametrize("arch, vision", PAIRS)
 def test_alpha_zero_without_cls_equals_plain_llm(arch, vision):
     llm = tiny_llm(arch)
     reference = copy.deepcopy(llm)

@@ -50,21 +50,6 @@ def test_parameter_counts(method, kind):
     assert counts["frozen"] == llm + tower
 
 
-@pytest.mark.parametrize("kind", NEW)
-@pytest.mark.parametrize("arch", ["llama", "gpt2"])
-def test_alpha_zero_without_cls_equals_plain_llm(arch, kind):
-    llm = tiny_llm(arch)
-    reference = copy.deepcopy(llm)
-    model = VLModel.from_backbones(llm, tiny_vision(kind), alpha=0.0, use_cls=False, scales=(16, 4)).eval()
-    with torch.no_grad():
-        model.method.pos_values.normal_()
-    batch = inputs("ademvl")
-    with torch.no_grad():
-        ours = model(**batch).logits
-        plain = reference(input_ids=batch["input_ids"]).logits
-    assert (ours - plain).abs().max().item() <= 1e-5
-
-
 def upstream_states(model, kind, pixels):
     """The Hugging Face model's own hidden states and final output for 32×32 images."""
     with torch.no_grad():
